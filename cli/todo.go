@@ -1,0 +1,5 @@
+package cli
+
+import "errors"
+
+var errNotBuilt = errors.New("not built yet")

@@ -1,0 +1,128 @@
+// Package testenv finds the real services the integration tests run against. With CI=true a
+// missing service fails the test; elsewhere the test is skipped with a one-line reason.
+package testenv
+
+import (
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Development defaults, the same as scripts/services.sh.
+const (
+	DefaultAMQPURL     = "amqp://pero:pero-dev-password@127.0.0.1:5672/pero"
+	DefaultMgmtURL     = "http://127.0.0.1:15672"
+	DefaultZooKeeper   = "127.0.0.1:2181"
+	DefaultFTPAddr     = "127.0.0.1:2121"
+	DefaultFTPUser     = "pero"
+	DefaultFTPPassword = "pero-dev-password"
+	DefaultMQUser      = "pero"
+	DefaultMQPassword  = "pero-dev-password"
+)
+
+// InCI reports whether the tests run in CI, where missing services are failures.
+func InCI() bool {
+	v := strings.ToLower(os.Getenv("CI"))
+	return v != "" && v != "0" && v != "false"
+}
+
+// Missing fails (CI) or skips (elsewhere) the test because a service is not there.
+func Missing(t testing.TB, service, why string) {
+	t.Helper()
+	msg := service + " not available (" + why + "); start it with `make services`"
+	if InCI() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+func reachable(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// AMQPURL returns the RabbitMQ URL (PERO_TEST_AMQP_URL) after checking the broker listens.
+func AMQPURL(t testing.TB) string {
+	t.Helper()
+	u := cmp.Or(os.Getenv("PERO_TEST_AMQP_URL"), DefaultAMQPURL)
+	host := u[strings.LastIndex(u, "@")+1:]
+	if i := strings.Index(host, "/"); i >= 0 {
+		host = host[:i]
+	}
+	if err := reachable(host); err != nil {
+		Missing(t, "RabbitMQ", err.Error())
+	}
+	return u
+}
+
+// ManagementURL returns the RabbitMQ management API base URL (PERO_TEST_MGMT_URL).
+func ManagementURL(t testing.TB) string {
+	t.Helper()
+	u := cmp.Or(os.Getenv("PERO_TEST_MGMT_URL"), DefaultMgmtURL)
+	if err := reachable(strings.TrimPrefix(strings.TrimPrefix(u, "http://"), "https://")); err != nil {
+		Missing(t, "RabbitMQ management", err.Error())
+	}
+	return u
+}
+
+// ZooKeeper returns the ZooKeeper address (PERO_TEST_ZOOKEEPER) after checking it listens.
+func ZooKeeper(t testing.TB) string {
+	t.Helper()
+	a := cmp.Or(os.Getenv("PERO_TEST_ZOOKEEPER"), DefaultZooKeeper)
+	if err := reachable(a); err != nil {
+		Missing(t, "ZooKeeper", err.Error())
+	}
+	return a
+}
+
+// FTP returns the FTP server address and credentials (PERO_TEST_FTP_ADDR/_USER/_PASSWORD).
+func FTP(t testing.TB) (addr, user, password string) {
+	t.Helper()
+	addr = cmp.Or(os.Getenv("PERO_TEST_FTP_ADDR"), DefaultFTPAddr)
+	if err := reachable(addr); err != nil {
+		Missing(t, "FTP server", err.Error())
+	}
+	return addr, cmp.Or(os.Getenv("PERO_TEST_FTP_USER"), DefaultFTPUser),
+		cmp.Or(os.Getenv("PERO_TEST_FTP_PASSWORD"), DefaultFTPPassword)
+}
+
+// TLSDir is where scripts/services.sh keeps the test CA (ca.crt) and server certificate.
+func TLSDir(t testing.TB) string {
+	t.Helper()
+	d := os.Getenv("PERO_TEST_TLS_DIR")
+	if d == "" {
+		out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+		if err != nil {
+			Missing(t, "test CA", "cannot find the repository root")
+		}
+		d = strings.TrimSpace(string(out)) + "/.services/tls"
+	}
+	if _, err := os.Stat(d + "/ca.crt"); err != nil {
+		Missing(t, "test CA", err.Error())
+	}
+	return d
+}
+
+// Docker checks that the Docker engine answers.
+func Docker(t testing.TB) {
+	t.Helper()
+	if err := exec.Command("docker", "info", "--format", "{{.ServerVersion}}").Run(); err != nil {
+		Missing(t, "Docker engine", err.Error())
+	}
+}
+
+// Unique returns prefix plus a random suffix, so parallel tests on shared services never collide.
+func Unique(prefix string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
