@@ -1,5 +1,0 @@
-package cli
-
-import "errors"
-
-var errNotBuilt = errors.New("not built yet")
