@@ -95,10 +95,14 @@ func FTP(t testing.TB) (addr, user, password string) {
 		cmp.Or(os.Getenv("PERO_TEST_FTP_PASSWORD"), DefaultFTPPassword)
 }
 
-// TLSDir is where scripts/services.sh keeps the test CA (ca.crt) and server certificate.
+// TLSDir is where scripts/services.sh keeps the test CA (ca.crt) and server certificate:
+// PERO_TEST_TLS_DIR, else $PERO_SERVICES_DIR/tls, else .services/tls in the repository.
 func TLSDir(t testing.TB) string {
 	t.Helper()
 	d := os.Getenv("PERO_TEST_TLS_DIR")
+	if d == "" && os.Getenv("PERO_SERVICES_DIR") != "" {
+		d = os.Getenv("PERO_SERVICES_DIR") + "/tls"
+	}
 	if d == "" {
 		out, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
 		if err != nil {
