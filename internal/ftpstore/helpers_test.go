@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jlaffaye/ftp"
+
 	"github.com/pero-worker/pero-worker/internal/testenv"
 )
 

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net"
 	"net/textproto"
 	"os"
@@ -23,6 +22,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pero-worker/pero-worker/internal/backoff"
 
 	"github.com/jlaffaye/ftp"
 )
@@ -126,7 +127,7 @@ func New(cfg Config) (*Store, error) {
 	if retries < 0 {
 		retries = 0
 	}
-	s := &Store{cfg: cfg, where: cfg.String(), retries: retries, sleep: sleepCtx}
+	s := &Store{cfg: cfg, where: cfg.String(), retries: retries, sleep: backoff.Sleep}
 	if cfg.TLS != nil {
 		s.tls = cfg.TLS.Clone()
 		if s.tls.ServerName == "" {
@@ -367,7 +368,7 @@ func (s *Store) List(ctx context.Context, dir string) ([]string, error) {
 // do runs op on a fresh, logged-in connection, again after a backoff while the failure is
 // transient and attempts remain. The error it returns carries the sentinels.
 func (s *Store) do(ctx context.Context, op, remotePath string, fn func(*ftp.ServerConn) error) error {
-	backoff := s.cfg.Backoff
+	pause := s.cfg.Backoff
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -391,8 +392,8 @@ func (s *Store) do(ctx context.Context, op, remotePath string, fn func(*ftp.Serv
 			}
 			return fmt.Errorf("gave up after %d attempts: %w", attempt, err)
 		}
-		wait := jitter(backoff)
-		backoff = min(2*backoff, maxBackoff)
+		wait := backoff.Jitter(pause, nil)
+		pause = min(2*pause, maxBackoff)
 		s.log.Warn("ftp transient failure, retrying", "op", op, "path", remotePath,
 			"attempt", attempt, "retry_in", wait, "err", err)
 		if serr := s.sleep(ctx, wait); serr != nil {
@@ -629,23 +630,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// jitter spreads d over [d/2, d) so clients that failed together do not retry together.
-func jitter(d time.Duration) time.Duration {
-	if d < 2 {
-		return d
-	}
-	return d/2 + mrand.N(d/2)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

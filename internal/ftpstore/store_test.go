@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pero-worker/pero-worker/internal/backoff"
+
 	"github.com/pero-worker/pero-worker/internal/testenv"
 )
 
@@ -121,7 +123,7 @@ func TestClassify(t *testing.T) {
 
 func TestJitter(t *testing.T) {
 	for range 1000 {
-		if d := jitter(time.Second); d < 500*time.Millisecond || d >= time.Second {
+		if d := backoff.Jitter(time.Second, nil); d < 500*time.Millisecond || d >= time.Second {
 			t.Fatalf("jitter(1s) = %v, want [500ms, 1s)", d)
 		}
 	}

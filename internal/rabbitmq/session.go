@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/pero-worker/pero-worker/internal/backoff"
 )
 
 // warnEvery spaces the warnings while the broker stays unreachable.
@@ -62,7 +64,7 @@ func newSession(cfg Config) *Session {
 		cancel: cancel,
 		ready:  make(chan struct{}),
 		now:    time.Now,
-		sleep:  sleepCtx,
+		sleep:  backoff.Sleep,
 		dial:   Dial,
 	}
 }
@@ -119,7 +121,7 @@ func (s *Session) redial() (*Conn, error) {
 	down := s.now()
 	lastWarn := down
 	for attempt := 0; ; attempt++ {
-		if err := s.sleep(s.ctx, backoff(attempt, s.cfg.ReconnectMin, s.cfg.ReconnectMax, rand.Float64)); err != nil {
+		if err := s.sleep(s.ctx, backoff.Delay(attempt, s.cfg.ReconnectMin, s.cfg.ReconnectMax, rand.Float64)); err != nil {
 			return nil, err
 		}
 		c, err := s.dial(s.ctx, s.cfg)
@@ -136,29 +138,6 @@ func (s *Session) redial() (*Conn, error) {
 			s.log.Warn("rabbitmq still unreachable", "err", err,
 				"down", now.Sub(down).Round(time.Second), "attempts", attempt+1)
 		}
-	}
-}
-
-// backoff is the pause before attempt n (from 0): min·2ⁿ capped at max, the upper half
-// jittered so that workers restarted together do not dial together.
-func backoff(attempt int, lo, hi time.Duration, rnd func() float64) time.Duration {
-	d := lo
-	for i := 0; i < attempt && d < hi; i++ {
-		d *= 2
-	}
-	d = min(d, hi)
-	half := d / 2
-	return half + time.Duration(rnd()*float64(d-half))
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pero-worker/pero-worker/internal/backoff"
+
 	"github.com/pero-worker/pero-worker/internal/testenv"
 )
 
@@ -32,7 +34,7 @@ func TestBackoff(t *testing.T) {
 		{1000, 0.999, 15 * time.Second, 30 * time.Second},
 	}
 	for _, tt := range tests {
-		got := backoff(tt.attempt, lo, hi, func() float64 { return tt.rnd })
+		got := backoff.Delay(tt.attempt, lo, hi, func() float64 { return tt.rnd })
 		if got < tt.min || got > tt.max {
 			t.Errorf("backoff(%d, rnd %v) = %s, want in [%s, %s]", tt.attempt, tt.rnd, got, tt.min, tt.max)
 		}
