@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs (when missing) and runs the development services on 127.0.0.1:
-#   RabbitMQ 5672 (management 15672), ZooKeeper 2181, pure-ftpd 2121 (passive 30000-30049).
+#   RabbitMQ 5672 (management 15672), ZooKeeper 2181, pure-ftpd 2121 (passive 30000-30049),
+#   and with TLS from a test CA made here: RabbitMQ 5671 (amqps), ZooKeeper 2281, FTP explicit TLS.
 # Usage: scripts/services.sh start|stop|status
 # State lives in $PERO_SERVICES_DIR (default: .services/ in the repository).
 set -euo pipefail
@@ -14,6 +15,7 @@ FTP_USER="${PERO_FTP_USER:-pero}"
 FTP_PASSWORD="${PERO_FTP_PASSWORD:-pero-dev-password}"
 FTP_PORT=2121
 ZK_PORT=2181
+ZK_TLS_PORT=2281
 
 log() { printf 'services: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -85,6 +87,12 @@ management.tcp.ip = 127.0.0.1
 management.tcp.port = 15672
 loopback_users = none
 log.file.level = warning
+listeners.ssl.default = 127.0.0.1:5671
+ssl_options.cacertfile = $DIR/tls/ca.crt
+ssl_options.certfile = $DIR/tls/server.crt
+ssl_options.keyfile = $DIR/tls/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
 CONF
 	"$MQBIN/rabbitmq-plugins" --offline enable rabbitmq_management >/dev/null
 	log "starting rabbitmq"
@@ -124,9 +132,21 @@ admin.enableServer=false
 4lw.commands.whitelist=ruok,srvr,stat,mntr,conf
 maxSessionTimeout=60000
 minSessionTimeout=1000
+secureClientPort=$ZK_TLS_PORT
+secureClientPortAddress=127.0.0.1
+serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory
+ssl.keyStore.location=$DIR/tls/server.pem
+ssl.keyStore.type=PEM
+ssl.trustStore.location=$DIR/tls/ca.crt
+ssl.trustStore.type=PEM
+ssl.clientAuth=none
 CONF
 	log "starting zookeeper"
-	local cp="/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar"
+	local cp="/etc/zookeeper/conf:/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar" j
+	# Netty serves the TLS port.
+	for j in buffer codec common handler resolver transport transport-native-epoll transport-native-unix-common; do
+		cp="$cp:/usr/share/java/netty-$j.jar"
+	done
 	nohup java -Dzookeeper.log.dir="$DIR/zookeeper" -Dlog4j.configuration=file:/etc/zookeeper/conf/log4j.properties \
 		-cp "$cp" org.apache.zookeeper.server.quorum.QuorumPeerMain "$DIR/zookeeper/zoo.cfg" \
 		>"$DIR/zookeeper/zookeeper.out" 2>&1 &
@@ -176,9 +196,9 @@ stop_ftp() {
 
 status() {
 	local rc=0
-	if mq_running; then echo "rabbitmq   up    amqp://127.0.0.1:5672/$MQ_VHOST  http://127.0.0.1:15672"; else echo "rabbitmq   down"; rc=1; fi
-	if zk_ok; then echo "zookeeper  up    127.0.0.1:$ZK_PORT"; else echo "zookeeper  down"; rc=1; fi
-	if ftp_ok; then echo "ftp        up    127.0.0.1:$FTP_PORT (passive 30000-30049)"; else echo "ftp        down"; rc=1; fi
+	if mq_running; then echo "rabbitmq   up    amqp://127.0.0.1:5672/$MQ_VHOST amqps://127.0.0.1:5671/$MQ_VHOST http://127.0.0.1:15672"; else echo "rabbitmq   down"; rc=1; fi
+	if zk_ok; then echo "zookeeper  up    127.0.0.1:$ZK_PORT (TLS 127.0.0.1:$ZK_TLS_PORT)"; else echo "zookeeper  down"; rc=1; fi
+	if ftp_ok; then echo "ftp        up    127.0.0.1:$FTP_PORT (passive 30000-30049, explicit TLS)"; else echo "ftp        down"; rc=1; fi
 	return $rc
 }
 

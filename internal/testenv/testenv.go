@@ -5,6 +5,8 @@ package testenv
 import (
 	"cmp"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"net"
 	"os"
@@ -24,6 +26,9 @@ const (
 	DefaultFTPPassword = "pero-dev-password"
 	DefaultMQUser      = "pero"
 	DefaultMQPassword  = "pero-dev-password"
+	// TLS endpoints of scripts/services.sh, served with the test CA in TLSDir.
+	DefaultAMQPSAddr    = "127.0.0.1:5671"
+	DefaultZooKeeperTLS = "127.0.0.1:2281"
 )
 
 // InCI reports whether the tests run in CI, where missing services are failures.
@@ -129,4 +134,38 @@ func Unique(prefix string) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+// AMQPSAddr returns the broker's TLS address (PERO_TEST_AMQPS_ADDR) after checking it listens.
+func AMQPSAddr(t testing.TB) string {
+	t.Helper()
+	a := cmp.Or(os.Getenv("PERO_TEST_AMQPS_ADDR"), DefaultAMQPSAddr)
+	if err := reachable(a); err != nil {
+		Missing(t, "RabbitMQ TLS listener", err.Error())
+	}
+	return a
+}
+
+// ZooKeeperTLS returns ZooKeeper's TLS address (PERO_TEST_ZOOKEEPER_TLS) after checking it listens.
+func ZooKeeperTLS(t testing.TB) string {
+	t.Helper()
+	a := cmp.Or(os.Getenv("PERO_TEST_ZOOKEEPER_TLS"), DefaultZooKeeperTLS)
+	if err := reachable(a); err != nil {
+		Missing(t, "ZooKeeper TLS port", err.Error())
+	}
+	return a
+}
+
+// TLSConfig returns a client TLS configuration trusting the test CA.
+func TLSConfig(t testing.TB) *tls.Config {
+	t.Helper()
+	pem, err := os.ReadFile(TLSDir(t) + "/ca.crt")
+	if err != nil {
+		Missing(t, "test CA", err.Error())
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("test CA holds no certificate")
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }

@@ -3,6 +3,7 @@ package zookeeper
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,9 @@ type Config struct {
 	// Logger receives the Store's logs and, at debug level, the ZooKeeper client library's own.
 	// Default slog.Default().
 	Logger *slog.Logger
+	// TLS, when set, makes every connection TLS (ZooKeeper's secureClientPort) verified with
+	// this configuration; an empty ServerName is taken from the server's host. Nil means plain TCP.
+	TLS *tls.Config
 
 	// dialer replaces net.DialTimeout; tests use it to observe the connection.
 	dialer zk.Dialer
@@ -130,6 +134,9 @@ func Dial(ctx context.Context, cfg Config) (*Store, error) {
 	dial := cfg.dialer
 	if dial == nil {
 		dial = net.DialTimeout
+	}
+	if cfg.TLS != nil {
+		dial = tlsDialer(dial, cfg.TLS)
 	}
 	conn, events, err := zk.Connect(cfg.Servers, sessionTimeout,
 		zk.WithLogger(libLogger{log}),
@@ -477,4 +484,30 @@ func validateRoot(root string) error {
 		}
 	}
 	return nil
+}
+
+// tlsDialer wraps dial with a TLS handshake bounded by the same timeout.
+func tlsDialer(dial zk.Dialer, base *tls.Config) zk.Dialer {
+	return func(network, addr string, timeout time.Duration) (net.Conn, error) {
+		raw, err := dial(network, addr, timeout)
+		if err != nil {
+			return nil, err
+		}
+		cfg := base.Clone()
+		if cfg.ServerName == "" {
+			host, _, _ := net.SplitHostPort(addr)
+			cfg.ServerName = host
+		}
+		c := tls.Client(raw, cfg)
+		if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
+			raw.Close()
+			return nil, err
+		}
+		if err := c.Handshake(); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("tls handshake with %s: %w", addr, err)
+		}
+		_ = c.SetDeadline(time.Time{})
+		return c, nil
+	}
 }
