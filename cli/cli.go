@@ -95,6 +95,8 @@ Common environment:
   PERO_ZOOKEEPER      ZooKeeper servers, comma separated (default 127.0.0.1:2181)
   PERO_MQ_USER, PERO_MQ_PASSWORD (or PERO_MQ_PASSWORD_FILE)    RabbitMQ credentials
   PERO_FTP_USER, PERO_FTP_PASSWORD (or PERO_FTP_PASSWORD_FILE) FTP credentials
+  PERO_ZK_AUTH (or PERO_ZK_AUTH_FILE)  ZooKeeper digest credentials user:password
+  PERO_{MQ,FTP,ZK}_TLS=true, PERO_{MQ,FTP,ZK}_CA_FILE  TLS, verified against the CA file
 
 Exit codes: 0 ok, 1 some work failed, 2 usage error, 3 service unreachable or login refused.
 `)

@@ -60,11 +60,16 @@ func (c *connFlags) openZK(ctx context.Context, env *Env) (*zookeeper.Store, err
 		}
 		auth = a.Password
 	}
+	tlsCfg, err := creds.TLSFromEnv(env.Getenv, "PERO_ZK")
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
 	st, err := zookeeper.Dial(ctx, zookeeper.Config{
 		Servers:        c.servers(),
 		Root:           c.root,
 		ConnectTimeout: c.timeout,
 		Auth:           auth,
+		TLS:            tlsCfg,
 		Logger:         env.Logger,
 	})
 	if err != nil {
