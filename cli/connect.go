@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -54,11 +55,14 @@ func (c *connFlags) openZK(ctx context.Context, env *Env) (*zookeeper.Store, err
 	}
 	auth := env.Getenv("PERO_ZK_AUTH")
 	if f := env.Getenv("PERO_ZK_AUTH_FILE"); f != "" {
-		a, err := creds.FromEnv(env.Getenv, "PERO_ZK_AUTH", "", "")
-		if err != nil {
-			return nil, usageErr("%v", err)
+		if auth != "" {
+			return nil, usageErr("PERO_ZK_AUTH and PERO_ZK_AUTH_FILE are both set: use one")
 		}
-		auth = a.Password
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, usageErr("PERO_ZK_AUTH_FILE: %v", err)
+		}
+		auth = strings.TrimRight(string(b), "\r\n")
 	}
 	tlsCfg, err := creds.TLSFromEnv(env.Getenv, "PERO_ZK")
 	if err != nil {
