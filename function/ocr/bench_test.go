@@ -1,0 +1,179 @@
+package ocr
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// synthPage draws a w x h grayscale page with dark text-like bars in rows.
+func synthPage(w, h int) *image.Gray {
+	img := image.NewGray(image.Rect(0, 0, w, h))
+	for i := range img.Pix {
+		img.Pix[i] = 250
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for y := h / 10; y+40 < h*9/10; y += 70 {
+		for x := w / 10; x < w*9/10; {
+			wordW := 40 + rng.IntN(120)
+			for yy := y; yy < y+40; yy++ {
+				for xx := x; xx < min(x+wordW, w); xx++ {
+					if (xx+yy)%3 != 0 {
+						img.SetGray(xx, yy, color.Gray{Y: 20})
+					}
+				}
+			}
+			x += wordW + 25
+		}
+	}
+	return img
+}
+
+func encodePNG(tb testing.TB, img image.Image) []byte {
+	tb.Helper()
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		tb.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func BenchmarkDecodePNG(b *testing.B) {
+	data := encodePNG(b, synthPage(2480, 3508))
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := decodeImage(data, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDetInput(b *testing.B) {
+	r := toRaster(synthPage(2480, 3508))
+	dw, dh := detSize(r.w, r.h, DefaultConfig("").Detect)
+	dst := make([]float32, 3*dw*dh)
+	for b.Loop() {
+		detInput(r, dw, dh, dst)
+	}
+}
+
+// synthProb is a probability map with n text-line blobs.
+func synthProb(w, h, n int) []float32 {
+	p := make([]float32, w*h)
+	for i := range n {
+		y0 := 20 + i*(h-40)/n
+		for y := y0; y < y0+(h-40)/n/2 && y < h; y++ {
+			for x := w / 10; x < w*9/10; x++ {
+				p[y*w+x] = 0.9
+			}
+		}
+	}
+	return p
+}
+
+func BenchmarkDBPostprocess(b *testing.B) {
+	const w, h = 672, 960
+	prob := synthProb(w, h, 40)
+	cfg := DefaultConfig("").Detect
+	for b.Loop() {
+		if len(dbBoxes(prob, w, h, 2480, 3508, cfg)) != 40 {
+			b.Fatal("wrong box count")
+		}
+	}
+}
+
+func BenchmarkLineSample(b *testing.B) {
+	r := toRaster(synthPage(2480, 3508))
+	g := newLineGeometry(quad{{200, 300}, {2200, 310}, {2200, 390}, {200, 380}})
+	rw := g.scaledWidth(48)
+	dst := make([]float32, 3*48*rw)
+	for b.Loop() {
+		g.sample(r, rw, 48, rw, 48*rw, dst)
+	}
+}
+
+func BenchmarkCTCDecode(b *testing.B) {
+	const T, C = 160, 6625
+	rng := rand.New(rand.NewPCG(3, 4))
+	probs := make([]float32, T*C)
+	for i := range probs {
+		probs[i] = rng.Float32() * 0.01
+	}
+	for t := range T {
+		probs[t*C+rng.IntN(C)] = 0.9
+	}
+	dict := make([]string, C-1)
+	for i := range dict {
+		dict[i] = "x"
+	}
+	for b.Loop() {
+		ctcText(ctcGreedy(probs, T, C), dict)
+	}
+}
+
+func BenchmarkReadingOrder(b *testing.B) {
+	var quads []quad
+	for col := range 2 {
+		for i := range 40 {
+			x0, y0 := 100+float64(col)*1200, 100+float64(i)*70
+			quads = append(quads, quad{{x0, y0}, {x0 + 1000, y0}, {x0 + 1000, y0 + 50}, {x0, y0 + 50}})
+		}
+	}
+	for b.Loop() {
+		readingOrder(quads)
+	}
+}
+
+// BenchmarkPage runs a whole corpus page through the engine on one worker,
+// reporting where the time goes (needs the models and the corpus).
+func BenchmarkPage(b *testing.B) {
+	a := needCorpus(b)
+	for _, spec := range []string{"batch_size = 1", "batch_size = 4", "batch_size = 8"} {
+		cfg, err := testConfig(a, "[runtime]\nworkers = 1\n[recognize]\n"+spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		e, err := NewEngine(cfg, Needs{Detect: true, Recognize: true}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		page := os.Getenv("BENCH_PAGE")
+		if page == "" {
+			page = "pages/pub_p013.png"
+		}
+		data, err := os.ReadFile(filepath.Join(a.corpus, page))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(spec, func(b *testing.B) {
+			var total Timing
+			for b.Loop() {
+				_, t, err := e.OCR(context.Background(), "p", data)
+				if err != nil {
+					b.Fatal(err)
+				}
+				total.Decode += t.Decode
+				total.Detect += t.Detect
+				total.DetectModel += t.DetectModel
+				total.Recognize += t.Recognize
+				total.RecognizeModel += t.RecognizeModel
+			}
+			n := float64(b.N)
+			b.ReportMetric(total.Decode.Seconds()*1000/n, "decode-ms")
+			b.ReportMetric(total.DetectModel.Seconds()*1000/n, "det-model-ms")
+			b.ReportMetric((total.Detect-total.DetectModel).Seconds()*1000/n, "det-other-ms")
+			b.ReportMetric(total.RecognizeModel.Seconds()*1000/n, "rec-model-ms")
+			b.ReportMetric((total.Recognize-total.RecognizeModel).Seconds()*1000/n, "rec-other-ms")
+		})
+		e.Close()
+	}
+}
+
+var _ = fmt.Sprint

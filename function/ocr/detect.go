@@ -1,0 +1,301 @@
+package ocr
+
+import (
+	"math"
+)
+
+// DetectConfig holds the text detection settings ([detect] in config.ini).
+type DetectConfig struct {
+	// Model is the DB detection model file (default ch_PP-OCRv4_det_infer.onnx).
+	Model string
+	// LimitSide is the side length the page is scaled to (default 960).
+	LimitSide int
+	// LimitType is "max" (scale the longer side down to LimitSide; default) or
+	// "min" (scale the shorter side up to LimitSide).
+	LimitType string
+	// Threshold binarises the probability map (default 0.3).
+	Threshold float64
+	// BoxThreshold drops boxes whose mean probability is below it (default 0.6).
+	BoxThreshold float64
+	// UnclipRatio grows each box by area*ratio/perimeter (default 2.0; PaddleOCR
+	// uses 1.5, with which the recogniser runs words together more often).
+	UnclipRatio float64
+	// MaxCandidates caps the regions examined (default 1000).
+	MaxCandidates int
+	// MinSize drops regions whose short side is below it, in model pixels (default 3).
+	MinSize float64
+}
+
+// detSize returns the model input size for a w x h page: multiples of 32.
+func detSize(w, h int, c DetectConfig) (int, int) {
+	ratio := 1.0
+	switch c.LimitType {
+	case "min":
+		if m := min(w, h); m < c.LimitSide {
+			ratio = float64(c.LimitSide) / float64(m)
+		}
+	default:
+		if m := max(w, h); m > c.LimitSide {
+			ratio = float64(c.LimitSide) / float64(m)
+		}
+	}
+	rw := max(int(math.RoundToEven(float64(w)*ratio/32))*32, 32)
+	rh := max(int(math.RoundToEven(float64(h)*ratio/32))*32, 32)
+	return rw, rh
+}
+
+// Normalisation of the detection model, per channel in B, G, R order.
+var (
+	detMean = [3]float32{0.485, 0.456, 0.406}
+	detStd  = [3]float32{0.229, 0.224, 0.225}
+)
+
+// linearTaps are the source indices and weights of a bilinear resize along
+// one axis, with pixel centres aligned (OpenCV's INTER_LINEAR).
+type linearTaps struct {
+	i0, i1 []int
+	f      []float32
+}
+
+func newLinearTaps(src, dst int) linearTaps {
+	t := linearTaps{i0: make([]int, dst), i1: make([]int, dst), f: make([]float32, dst)}
+	scale := float64(src) / float64(dst)
+	for d := range dst {
+		s := (float64(d)+0.5)*scale - 0.5
+		if s < 0 {
+			s = 0
+		}
+		i := int(s)
+		if i >= src-1 {
+			i, s = src-1, float64(src-1)
+		}
+		t.i0[d], t.i1[d], t.f[d] = i, min(i+1, src-1), float32(s-float64(i))
+	}
+	return t
+}
+
+// detInput resizes r to dw x dh (bilinear) and writes the normalised CHW
+// planes (B, G, R) into dst, which must hold 3*dw*dh values.
+func detInput(r *raster, dw, dh int, dst []float32) {
+	xt, yt := newLinearTaps(r.w, dw), newLinearTaps(r.h, dh)
+	plane := dw * dh
+	row := make([]float32, dw*r.c)
+	row0 := make([]float32, dw*r.c)
+	row1 := make([]float32, dw*r.c)
+	hres := func(y int, out []float32) {
+		src := r.pix[y*r.w*r.c : (y+1)*r.w*r.c]
+		if r.c == 1 {
+			for x := range dw {
+				a, b := float32(src[xt.i0[x]]), float32(src[xt.i1[x]])
+				out[x] = a + (b-a)*xt.f[x]
+			}
+			return
+		}
+		for x := range dw {
+			i0, i1, f := xt.i0[x]*3, xt.i1[x]*3, xt.f[x]
+			for ch := range 3 {
+				a, b := float32(src[i0+ch]), float32(src[i1+ch])
+				out[x*3+ch] = a + (b-a)*f
+			}
+		}
+	}
+	last0, last1 := -1, -1
+	var scale, shift [3]float32
+	for ch := range 3 {
+		scale[ch] = 1 / (255 * detStd[ch])
+		shift[ch] = -detMean[ch] / detStd[ch]
+	}
+	for y := range dh {
+		y0, y1, fy := yt.i0[y], yt.i1[y], yt.f[y]
+		if y0 != last0 {
+			if y0 == last1 {
+				row0, row1 = row1, row0
+			} else {
+				hres(y0, row0)
+			}
+		}
+		if y1 != last1 || y0 != last0 {
+			if y1 == y0 {
+				copy(row1, row0)
+			} else {
+				hres(y1, row1)
+			}
+		}
+		last0, last1 = y0, y1
+		for i := range row {
+			row[i] = row0[i] + (row1[i]-row0[i])*fy
+		}
+		off := y * dw
+		if r.c == 1 {
+			b, g, rr := dst[off:off+dw], dst[plane+off:plane+off+dw], dst[2*plane+off:2*plane+off+dw]
+			for x, v := range row {
+				b[x] = v*scale[0] + shift[0]
+				g[x] = v*scale[1] + shift[1]
+				rr[x] = v*scale[2] + shift[2]
+			}
+			continue
+		}
+		for ch := range 3 {
+			p := dst[ch*plane+off : ch*plane+off+dw]
+			for x := range p {
+				p[x] = row[x*3+ch]*scale[ch] + shift[ch]
+			}
+		}
+	}
+}
+
+// dbBoxes turns the probability map (mw x mh) into text boxes in page
+// coordinates (pw x ph), following DB's post-processing: connected regions
+// of prob > threshold, their minimum-area rectangles, the mean probability
+// inside as score, and the rectangle grown ("unclipped") by
+// area*ratio/perimeter on every side.
+func dbBoxes(prob []float32, mw, mh, pw, ph int, c DetectConfig) []detBox {
+	thr := float32(c.Threshold)
+	label := make([]int32, mw*mh)
+	var boxes []detBox
+	var stack []int32
+	var rowMin, rowMax []int32
+	sx, sy := float64(pw)/float64(mw), float64(ph)/float64(mh)
+	regions := 0
+	for start := range prob {
+		if prob[start] <= thr || label[start] != 0 {
+			continue
+		}
+		regions++
+		if regions > c.MaxCandidates {
+			break
+		}
+		// Flood fill (8-connected), keeping each row's extreme pixels: the
+		// convex hull of a region is the hull of those.
+		y0 := start / mw
+		rowMin, rowMax = rowMin[:0], rowMax[:0]
+		stack = append(stack[:0], int32(start))
+		label[start] = int32(regions)
+		for len(stack) > 0 {
+			i := int(stack[len(stack)-1])
+			stack = stack[:len(stack)-1]
+			x, y := i%mw, i/mw
+			for ry := y - y0; ry >= len(rowMin); {
+				rowMin = append(rowMin, math.MaxInt32)
+				rowMax = append(rowMax, -1)
+			}
+			// A region can reach above its first pixel only through rows
+			// already seen; rows above y0 are impossible since the scan
+			// goes in raster order and labels everything it reaches.
+			ry := y - y0
+			rowMin[ry] = min(rowMin[ry], int32(x))
+			rowMax[ry] = max(rowMax[ry], int32(x))
+			for dy := -1; dy <= 1; dy++ {
+				ny := y + dy
+				if ny < 0 || ny >= mh {
+					continue
+				}
+				for dx := -1; dx <= 1; dx++ {
+					nx := x + dx
+					if nx < 0 || nx >= mw || (dx == 0 && dy == 0) {
+						continue
+					}
+					j := ny*mw + nx
+					if label[j] == 0 && prob[j] > thr {
+						label[j] = int32(regions)
+						stack = append(stack, int32(j))
+					}
+				}
+			}
+		}
+		pts := make([]point, 0, 2*len(rowMin))
+		for ry := range rowMin {
+			if rowMax[ry] < 0 {
+				continue
+			}
+			y := float64(y0 + ry)
+			pts = append(pts, point{float64(rowMin[ry]), y})
+			if rowMax[ry] != rowMin[ry] {
+				pts = append(pts, point{float64(rowMax[ry]), y})
+			}
+		}
+		if len(pts) < 2 {
+			continue
+		}
+		r := minAreaRect(pts)
+		if math.Min(r.w, r.h) < c.MinSize {
+			continue
+		}
+		score := boxScore(prob, mw, mh, r.corners())
+		if score < c.BoxThreshold {
+			continue
+		}
+		// Growing a rectangle's outline by d with round joins and taking the
+		// minimum-area rectangle again gives the rectangle grown by d.
+		d := r.w * r.h * c.UnclipRatio / (2 * (r.w + r.h))
+		r.w += 2 * d
+		r.h += 2 * d
+		if math.Min(r.w, r.h) < c.MinSize+2 {
+			continue
+		}
+		q := r.corners()
+		for k := range q {
+			q[k] = point{clamp(math.Round(q[k].X*sx), 0, float64(pw)), clamp(math.Round(q[k].Y*sy), 0, float64(ph))}
+		}
+		q = orderClockwise(q)
+		for k := range q {
+			q[k] = q[k].in(float64(pw-1), float64(ph-1))
+		}
+		if int(q[0].dist(q[1])) <= 3 || int(q[0].dist(q[3])) <= 3 {
+			continue
+		}
+		boxes = append(boxes, detBox{q: q, score: score})
+	}
+	return boxes
+}
+
+// detBox is a detected line box in page coordinates.
+type detBox struct {
+	q     quad
+	score float64
+}
+
+// boxScore is the mean probability over the pixels whose centres fall inside q.
+func boxScore(prob []float32, mw, mh int, q quad) float64 {
+	minX, minY, maxX, maxY := q.bounds()
+	x0, x1 := clampi(int(math.Floor(minX)), 0, mw-1), clampi(int(math.Ceil(maxX)), 0, mw-1)
+	y0, y1 := clampi(int(math.Floor(minY)), 0, mh-1), clampi(int(math.Ceil(maxY)), 0, mh-1)
+	poly := q[:]
+	var sum float64
+	n := 0
+	for y := y0; y <= y1; y++ {
+		// The rows of a convex polygon are intervals: find this row's span.
+		lo, hi, ok := convexRowSpan(poly, float64(y))
+		if !ok {
+			continue
+		}
+		a, b := clampi(int(math.Ceil(lo)), x0, x1), clampi(int(math.Floor(hi)), x0, x1)
+		row := prob[y*mw:]
+		for x := a; x <= b; x++ {
+			sum += float64(row[x])
+		}
+		n += max(b-a+1, 0)
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
+}
+
+// convexRowSpan returns the x interval where the horizontal line at y meets
+// the convex polygon poly.
+func convexRowSpan(poly []point, y float64) (lo, hi float64, ok bool) {
+	lo, hi = math.Inf(1), math.Inf(-1)
+	for i := range poly {
+		a, b := poly[i], poly[(i+1)%len(poly)]
+		if (a.Y > y) == (b.Y > y) {
+			if a.Y == y {
+				lo, hi = math.Min(lo, a.X), math.Max(hi, a.X)
+			}
+			continue
+		}
+		x := a.X + (y-a.Y)*(b.X-a.X)/(b.Y-a.Y)
+		lo, hi = math.Min(lo, x), math.Max(hi, x)
+	}
+	return lo, hi, lo <= hi
+}

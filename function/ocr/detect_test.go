@@ -1,0 +1,99 @@
+package ocr
+
+import (
+	"math"
+	"testing"
+)
+
+func TestDetSize(t *testing.T) {
+	c := DefaultConfig("").Detect
+	for _, tc := range []struct{ w, h, ww, wh int }{
+		{2480, 3508, 672, 960},
+		{800, 600, 800, 608},
+		{10, 10, 32, 32},
+		{1700, 2200, 736, 960},
+	} {
+		if w, h := detSize(tc.w, tc.h, c); w != tc.ww || h != tc.wh {
+			t.Errorf("detSize(%d, %d) = %d, %d, want %d, %d", tc.w, tc.h, w, h, tc.ww, tc.wh)
+		}
+	}
+	c.LimitType, c.LimitSide = "min", 736
+	if w, h := detSize(368, 500, c); w != 736 || h != 992 {
+		t.Errorf("min: %d, %d", w, h)
+	}
+}
+
+func TestDetInputNormalises(t *testing.T) {
+	r := &raster{w: 64, h: 64, c: 1, pix: make([]uint8, 64*64)}
+	for i := range r.pix {
+		r.pix[i] = 255
+	}
+	dst := make([]float32, 3*32*32)
+	detInput(r, 32, 32, dst)
+	for ch := range 3 {
+		want := (1 - detMean[ch]) / detStd[ch]
+		if got := dst[ch*1024+500]; !near(float64(got), float64(want), 1e-4) {
+			t.Errorf("channel %d = %v, want %v", ch, got, want)
+		}
+	}
+}
+
+// TestDBBoxes draws a slanted text blob and a speck on a probability map
+// and checks the box found for the blob, scaled back to the page.
+func TestDBBoxes(t *testing.T) {
+	const w, h = 200, 100
+	prob := make([]float32, w*h)
+	th := 3 * math.Pi / 180
+	for y := range h {
+		for x := range w {
+			// Rotate back into the blob's frame: 120 x 10 centred at (100, 50).
+			dx, dy := float64(x)-100, float64(y)-50
+			u, v := dx*math.Cos(th)+dy*math.Sin(th), -dx*math.Sin(th)+dy*math.Cos(th)
+			if math.Abs(u) <= 60 && math.Abs(v) <= 5 {
+				prob[y*w+x] = 0.9
+			}
+		}
+	}
+	prob[10*w+10] = 0.95 // a speck: dropped for its size
+	c := DefaultConfig("").Detect
+	boxes := dbBoxes(prob, w, h, 2*w, 2*h, c)
+	if len(boxes) != 1 {
+		t.Fatalf("got %d boxes, want 1: %v", len(boxes), boxes)
+	}
+	b := boxes[0]
+	if b.score < 0.85 {
+		t.Errorf("score %.3f", b.score)
+	}
+	q := b.q
+	// Kernel 120 x 10 grown by d = 1200*2/260 ≈ 9.2 per side, then doubled.
+	if wdt, hgt := q.width(), q.height(); !near(wdt, 2*138.5, 6) || !near(hgt, 2*28.5, 6) {
+		t.Errorf("box %.1f x %.1f, want about 277 x 57: %v", wdt, hgt, q)
+	}
+	if a := q.angle() * 180 / math.Pi; !near(a, 3, 0.7) {
+		t.Errorf("angle %.2f°, want 3", a)
+	}
+	cx, cy := (q[0].X+q[2].X)/2, (q[0].Y+q[2].Y)/2
+	if !near(cx, 200, 3) || !near(cy, 100, 3) {
+		t.Errorf("centre (%.1f, %.1f), want (200, 100)", cx, cy)
+	}
+}
+
+func TestDBBoxesEmptyAndFull(t *testing.T) {
+	c := DefaultConfig("").Detect
+	if b := dbBoxes(make([]float32, 32*32), 32, 32, 32, 32, c); len(b) != 0 {
+		t.Errorf("empty map: %v", b)
+	}
+	full := make([]float32, 32*32)
+	for i := range full {
+		full[i] = 1
+	}
+	b := dbBoxes(full, 32, 32, 64, 64, c)
+	if len(b) != 1 {
+		t.Fatalf("full map: %v", b)
+	}
+	for _, p := range b[0].q {
+		if p.X < 0 || p.Y < 0 || p.X > 63 || p.Y > 63 {
+			t.Errorf("corner %v outside the page", p)
+		}
+	}
+}

@@ -1,0 +1,249 @@
+package ocr
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"image"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pero-worker/pero-worker/function"
+	"github.com/pero-worker/pero-worker/function/ocr/eval"
+)
+
+func stageOptions(a testAssets, ini string) function.Options {
+	os.Setenv(EnvLibrary, a.library) // the factories read the library path from the environment
+	return function.Options{Dir: a.modelDir, Config: ini}
+}
+
+func corpusPage(tb testing.TB, a testAssets, rel string) []byte {
+	tb.Helper()
+	data, err := os.ReadFile(filepath.Join(a.corpus, rel))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return data
+}
+
+func TestMissingFiles(t *testing.T) {
+	a := needAssets(t)
+	empty := t.TempDir()
+	_, err := NewOCR(context.Background(), stageOptions(a, ""))
+	if err != nil {
+		t.Fatalf("with the models: %v", err)
+	}
+	_, err = NewOCR(context.Background(), function.Options{Dir: empty})
+	if err == nil || !strings.Contains(err.Error(), "ch_PP-OCRv4_det_infer.onnx") || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing model: %v", err)
+	}
+	// Models present, dictionary missing.
+	for _, f := range []string{"ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx"} {
+		if err := os.Symlink(filepath.Join(a.modelDir, f), filepath.Join(empty, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = NewOCR(context.Background(), function.Options{Dir: empty})
+	if err == nil || !strings.Contains(err.Error(), "ppocr_keys_v1.txt") {
+		t.Errorf("missing dictionary: %v", err)
+	}
+	_, err = NewOCR(context.Background(), function.Options{Dir: a.modelDir, Config: "[runtime]\nlibrary = /nonexistent/libonnxruntime.so.1"})
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/libonnxruntime.so.1") || !strings.Contains(err.Error(), "make models") {
+		t.Errorf("missing library: %v", err)
+	}
+}
+
+func TestOCRStageBatch(t *testing.T) {
+	a := needCorpus(t)
+	fn, err := NewOCR(context.Background(), stageOptions(a, "[output]\nformats = page,alto,txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fn.Close()
+	good := corpusPage(t, a, "pages/pub_p005.png")
+	tiny := encodePNG(t, image.NewGray(image.Rect(0, 0, 1, 1)))
+	blank := encodePNG(t, image.NewGray(image.Rect(0, 0, 300, 200)))
+	out := fn.Process(context.Background(), []function.Page{
+		{Name: "p005.png", Image: good},
+		{Name: "truncated.png", Image: good[:len(good)/3]},
+		{Name: "tiny.png", Image: tiny},
+		{Name: "blank.png", Image: blank},
+	})
+	if len(out) != 4 {
+		t.Fatalf("%d outputs", len(out))
+	}
+	if out[0].Err != nil || len(out[0].Files) != 3 || out[0].Files[0].Name != "p005_page.xml" || out[0].Files[2].Name != "p005.txt" {
+		t.Fatalf("good page: %+v", out[0])
+	}
+	ref, _ := os.ReadFile(filepath.Join(a.corpus, "pages/pub_p005.txt"))
+	if c := eval.Compare(string(ref), string(out[0].Files[2].Content)); c.CER() > 0.02 {
+		t.Errorf("good page CER %.2f%%:\n%s", 100*c.CER(), out[0].Files[2].Content)
+	}
+	for _, i := range []int{1, 2} {
+		if !errors.Is(out[i].Err, ErrBadImage) || !strings.Contains(out[i].Err.Error(), out[i].Err.Error()) {
+			t.Errorf("page %d: err = %v, want ErrBadImage", i, out[i].Err)
+		}
+	}
+	if out[3].Err != nil || !bytes.Contains(out[3].Files[0].Content, []byte("<Page")) || len(out[3].Files[2].Content) != 0 {
+		t.Errorf("blank page: %v %s", out[3].Err, out[3].Files[0].Content)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i, o := range fn.Process(ctx, []function.Page{{Name: "a", Image: good}, {Name: "b", Image: good}}) {
+		if !errors.Is(o.Err, context.Canceled) {
+			t.Errorf("cancelled page %d: %v", i, o.Err)
+		}
+	}
+}
+
+func TestDetectThenRecognize(t *testing.T) {
+	a := needCorpus(t)
+	det, err := NewDetect(context.Background(), stageOptions(a, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer det.Close()
+	rec, err := NewRecognize(context.Background(), stageOptions(a, "[output]\nformats = page,txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+	img := corpusPage(t, a, "pages/pub_p010.png")
+	d := det.Process(context.Background(), []function.Page{{Name: "p010.png", Image: img}})
+	if d[0].Err != nil || len(d[0].Files) != 1 || d[0].Files[0].Name != "p010_page.xml" {
+		t.Fatalf("detect: %+v", d[0])
+	}
+	if bytes.Contains(d[0].Files[0].Content, []byte("<Unicode>")) {
+		t.Error("detect output has text")
+	}
+	r := rec.Process(context.Background(), []function.Page{
+		{Name: "p010.png", Image: img, Inputs: d[0].Files},
+		{Name: "nopage.png", Image: img},
+	})
+	if r[0].Err != nil || len(r[0].Files) != 2 {
+		t.Fatalf("recognize: %+v", r[0])
+	}
+	ref, _ := os.ReadFile(filepath.Join(a.corpus, "pages/pub_p010.txt"))
+	if c := eval.Compare(string(ref), string(r[0].Files[1].Content)); c.CER() > 0.02 {
+		t.Errorf("detect+recognize CER %.2f%% (two columns: reading order?):\n%s", 100*c.CER(), r[0].Files[1].Content)
+	}
+	if !errors.Is(r[1].Err, ErrNoPAGE) {
+		t.Errorf("no PAGE input: %v", r[1].Err)
+	}
+}
+
+func TestOtherRecognizerByConfig(t *testing.T) {
+	a := needCorpus(t)
+	dir := t.TempDir()
+	if err := os.Symlink(filepath.Join(a.modelDir, "ch_PP-OCRv4_rec_infer.onnx"), filepath.Join(dir, "latin.onnx")); err != nil {
+		t.Fatal(err)
+	}
+	dict, err := os.ReadFile(filepath.Join(a.modelDir, "ppocr_keys_v1.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "latin.txt"), dict, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "short.txt"), []byte("a\nb\nc\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lines := corpusPage(t, a, "lines/pub_l0001.png")
+	for _, tc := range []struct{ dict, wantErr string }{{"latin.txt", ""}, {"short.txt", "dictionary"}} {
+		cfg := "[recognize]\nmodel = latin.onnx\ndictionary = " + tc.dict + "\n[output]\nformats = txt\n"
+		e, err := NewEngine(mustConfig(t, cfg, dir, a), Needs{Recognize: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lay, _, err := e.ReadLine(context.Background(), "l.png", lines)
+		e.Close()
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s: err = %v, want one about the %s", tc.dict, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !strings.Contains(lay.Text(), "trimestre") {
+			t.Errorf("%s: %v %q", tc.dict, err, lay.Text())
+		}
+	}
+}
+
+func mustConfig(t *testing.T, ini, dir string, a testAssets) Config {
+	t.Helper()
+	c, err := ParseConfig(ini, dir, func(string) string { return a.library })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestAccuracy reads clean and degraded English pages and English lines.
+// The bound is 2% CER: the benchmark (make bench-ocr) measures 0.66% on the
+// six English synthetic pages and tesseract 5.3 about 4% on all synthetic pages, so
+// 2% leaves room for platform differences in the runtime's arithmetic while
+// catching any real regression (a broken crop, order or decoder costs far more).
+func TestAccuracy(t *testing.T) {
+	a := needCorpus(t)
+	cfg := mustConfig(t, "", a.modelDir, a)
+	e, err := NewEngine(cfg, Needs{Detect: true, Recognize: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	samples, err := eval.Load(a.corpus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pick := map[string]bool{"pub_p013": true, "pub_p017": true, "pub_p021": true}
+	var pages, lines eval.Counts
+	nl := 0
+	for _, s := range samples {
+		if s.Lang != "en" || (s.Group == "pages" && !pick[s.ID]) || s.Group == "lines" && nl >= 10 || strings.HasPrefix(s.Group, "real") {
+			continue
+		}
+		data := corpusPage(t, a, strings.TrimPrefix(s.Image, a.corpus+"/"))
+		var lay *Layout
+		if s.Line() {
+			nl++
+			lay, _, err = e.ReadLine(context.Background(), s.ID, data)
+		} else {
+			lay, _, err = e.OCR(context.Background(), s.ID, data)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", s.ID, err)
+		}
+		c := eval.Compare(s.Ref, lay.Text())
+		if s.Line() {
+			lines.Add(c)
+		} else {
+			pages.Add(c)
+		}
+		t.Logf("%s CER %.2f%%", s.ID, 100*c.CER())
+	}
+	if pages.Chars == 0 || lines.Chars == 0 {
+		t.Fatal("no samples read")
+	}
+	if pages.CER() > 0.02 || lines.CER() > 0.02 {
+		t.Errorf("CER pages %.2f%%, lines %.2f%%; want both under 2%%", 100*pages.CER(), 100*lines.CER())
+	}
+}
+
+func TestCUDAFallsBackToCPU(t *testing.T) {
+	a := needCorpus(t)
+	var logs bytes.Buffer
+	opts := stageOptions(a, "[runtime]\ndevice = cuda:0\n[output]\nformats = txt")
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	fn, err := NewRecognize(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fn.Close()
+	if !strings.Contains(logs.String(), "running on CPU") {
+		t.Skipf("the runtime has CUDA here; log: %s", logs.String())
+	}
+}
