@@ -17,6 +17,8 @@ help: ## Show this help
 build: ## Build the binaries into bin/ (pero, pero-runner, pero-watchdog)
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pero ./cli/cmd/pero
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pero-runner ./runner/cmd/pero-runner
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pero-watchdog ./watchdog/cmd/pero-watchdog
 
 .PHONY: test
 test: ## Run unit, integration and end-to-end tests (needs `make services`)
@@ -53,3 +55,49 @@ proto: ## Regenerate internal/message/pero.pb.go (Debian's protobuf-compiler)
 .PHONY: clean
 clean: ## Remove build outputs
 	rm -rf $(BIN)
+
+# --- OCR function: models, cgo build, benchmark, fuzzing ---
+CORPUS ?= ../shared/corpus/public
+FUZZTIME ?= 60s
+TESSERACT_PKGS := tesseract-ocr tesseract-ocr-eng tesseract-ocr-ces tesseract-ocr-deu tesseract-ocr-fra
+
+.PHONY: models
+models: ## Put ONNX Runtime and the PP-OCRv4 models in models/ (copied from ../shared/assets, else downloaded; sha256 checked)
+	scripts/models.sh
+
+.PHONY: build-ocr
+build-ocr: ## Build bin/pero-ocr: pero with cgo, which `pero ocr` and the OCR stages need to load ONNX Runtime
+	@mkdir -p $(BIN)
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pero-ocr ./cli/cmd/pero
+
+.PHONY: bench-ocr
+bench-ocr: models build-ocr ## OCR accuracy and speed against tesseract on $(CORPUS) (installs tesseract when missing)
+	@missing=$$(for p in $(TESSERACT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		$$sudo apt-get install -y -qq $$missing || { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$missing; }; fi
+	$(GO) run ./scripts/benchocr -corpus $(CORPUS) -pero $(BIN)/pero-ocr -models models -out $(BIN)/bench-ocr.md
+
+.PHONY: fuzz-ocr
+fuzz-ocr: ## Fuzz the image decoder and the PAGE XML reader for $(FUZZTIME) each
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeImage$$' -fuzztime $(FUZZTIME) ./function/ocr
+	$(GO) test -run '^$$' -fuzz '^FuzzReadPAGE$$' -fuzztime $(FUZZTIME) ./function/ocr
+
+# --- runner ---
+BENCH_MESSAGES ?= 5000
+
+.PHONY: bench-pipeline
+bench-pipeline: ## Messages/s through one noop stage at batch 1, 8, 32 beside a raw amqp091 loop (needs `make services`)
+	@PERO_BENCH_PIPELINE=1 PERO_BENCH_MESSAGES=$(BENCH_MESSAGES) $(GO) test -count=1 -timeout 30m -v \
+		-run '^TestBenchPipeline$$' ./runner/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok '
+
+# --- watchdog ---
+FUNCTION_IMAGE ?= pero-worker/function:dev
+
+.PHONY: image-function
+image-function: ## Build the function image offline, FROM scratch (FUNCTION_IMAGE=tag; ONNX Runtime from ../shared/assets when present)
+	images/function/build.sh -t $(FUNCTION_IMAGE)
+
+.PHONY: bench-scale
+bench-scale: ## Watchdog reaction and container cold start against a bare docker run (needs `make services` and Docker; PERO_BENCH_ROUNDS=5)
+	@set -o pipefail; PERO_BENCH_SCALE=1 $(GO) test -count=1 -timeout 30m -run '^TestBenchScale$$' -v ./watchdog/ \
+		| grep -v -e '^=== RUN' -e 'world_test.go'

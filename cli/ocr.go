@@ -56,6 +56,7 @@ func runOCR(ctx context.Context, env *Env, args []string) error {
 	threads := fs.Int("threads", 0, "intra-op threads per model run (default: the config's, else 1)")
 	lines := fs.Bool("lines", false, "each image is a single text line (no detection)")
 	detectOnly := fs.Bool("detect-only", false, "only detect lines (PAGE XML without text)")
+	stats := fs.Bool("stats", false, "print where the time went (decoding, models, the rest)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -144,7 +145,8 @@ func runOCR(ctx context.Context, env *Env, args []string) error {
 	bar := newProgress(env.Stderr, int64(len(inputs)), "ocr")
 	var (
 		failedPages atomic.Int64
-		mu          sync.Mutex // serialises error lines with the bar
+		mu          sync.Mutex // serialises error lines with the bar, guards total
+		total       ocr.Timing
 		wg          sync.WaitGroup
 	)
 	jobs := make(chan ocrInput)
@@ -153,7 +155,10 @@ func runOCR(ctx context.Context, env *Env, args []string) error {
 		go func() {
 			defer wg.Done()
 			for in := range jobs {
-				err := ocrOne(ctx, engine, cfg, in, *outDir, *lines, *detectOnly)
+				t, err := ocrOne(ctx, engine, cfg, in, *outDir, *lines, *detectOnly)
+				mu.Lock()
+				total.Add(t)
+				mu.Unlock()
 				if err != nil && ctx.Err() == nil {
 					failedPages.Add(1)
 					mu.Lock()
@@ -182,6 +187,12 @@ feed:
 	nf := int(failedPages.Load()) + len(bad)
 	fmt.Fprintf(env.Stderr, "pero ocr: %d pages in %s (%.2f pages/s), %d failed; results in %s\n",
 		len(inputs), elapsed.Round(time.Millisecond), float64(len(inputs))/elapsed.Seconds(), nf, *outDir)
+	if *stats {
+		busy := total.Decode + total.Detect + total.Classify + total.Recognize
+		model := total.DetectModel + total.ClassifyModel + total.RecognizeModel
+		fmt.Fprintf(env.Stderr, "pero ocr: stats: %s; outside the models %.1f%% of the page time\n",
+			total, 100*(1-model.Seconds()/max(busy.Seconds(), 1e-9)))
+	}
 	if nf > 0 {
 		return failed(fmt.Errorf("%d of %d pages failed", nf, len(inputs)+len(bad)), "see the errors above")
 	}
@@ -194,7 +205,7 @@ type ocrInput struct {
 	rel  string // path of the results below --out, without extension
 }
 
-func ocrOne(ctx context.Context, e *ocr.Engine, cfg ocr.Config, in ocrInput, outDir string, lines, detectOnly bool) (err error) {
+func ocrOne(ctx context.Context, e *ocr.Engine, cfg ocr.Config, in ocrInput, outDir string, lines, detectOnly bool) (t ocr.Timing, err error) {
 	defer func() {
 		// One odd page must not end the run.
 		if r := recover(); r != nil {
@@ -203,38 +214,38 @@ func ocrOne(ctx context.Context, e *ocr.Engine, cfg ocr.Config, in ocrInput, out
 	}()
 	data, err := os.ReadFile(in.path)
 	if err != nil {
-		return err
+		return t, err
 	}
 	name := filepath.Base(in.path)
 	var lay *ocr.Layout
 	switch {
 	case lines:
-		lay, _, err = e.ReadLine(ctx, name, data)
+		lay, t, err = e.ReadLine(ctx, name, data)
 	case detectOnly:
-		lay, _, err = e.Detect(ctx, name, data)
+		lay, t, err = e.Detect(ctx, name, data)
 	default:
-		lay, _, err = e.OCR(ctx, name, data)
+		lay, t, err = e.OCR(ctx, name, data)
 	}
 	if err != nil {
-		return err
+		return t, err
 	}
 	files, err := ocr.Render(lay, name, cfg.Formats, time.Now())
 	if err != nil {
-		return err
+		return t, err
 	}
 	base := filepath.Join(outDir, in.rel)
 	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
-		return err
+		return t, err
 	}
 	stem := function.Stem(name)
 	for _, f := range files {
 		// Results are named after the image; keep the suffix and place it at rel.
 		p := base + strings.TrimPrefix(f.Name, stem)
 		if err := writeFileAtomic(p, f.Content); err != nil {
-			return err
+			return t, err
 		}
 	}
-	return nil
+	return t, nil
 }
 
 // writeFileAtomic writes through a temporary file so that an interrupted
