@@ -16,8 +16,9 @@ help: ## Show this help
 .PHONY: build
 build: ## Build the binaries into bin/ (pero, pero-runner, pero-watchdog)
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pero ./cli/cmd/pero
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pero-runner ./runner/cmd/pero-runner
+	@# pero and pero-runner load ONNX Runtime (pero ocr, the OCR stages): cgo. The watchdog is static.
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pero ./cli/cmd/pero
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pero-runner ./runner/cmd/pero-runner
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pero-watchdog ./watchdog/cmd/pero-watchdog
 
 .PHONY: test
@@ -65,17 +66,12 @@ TESSERACT_PKGS := tesseract-ocr tesseract-ocr-eng tesseract-ocr-ces tesseract-oc
 models: ## Put ONNX Runtime and the PP-OCRv4 models in models/ (copied from ../shared/assets, else downloaded; sha256 checked)
 	scripts/models.sh
 
-.PHONY: build-ocr
-build-ocr: ## Build bin/pero-ocr: pero with cgo, which `pero ocr` and the OCR stages need to load ONNX Runtime
-	@mkdir -p $(BIN)
-	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pero-ocr ./cli/cmd/pero
-
 .PHONY: bench-ocr
-bench-ocr: models build-ocr ## OCR accuracy and speed against tesseract on $(CORPUS) (installs tesseract when missing)
+bench-ocr: models build ## OCR accuracy and speed against tesseract on $(CORPUS) (installs tesseract when missing)
 	@missing=$$(for p in $(TESSERACT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 		$$sudo apt-get install -y -qq $$missing || { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$missing; }; fi
-	$(GO) run ./scripts/benchocr -corpus $(CORPUS) -pero $(BIN)/pero-ocr -models models -out $(BIN)/bench-ocr.md
+	$(GO) run ./scripts/benchocr -corpus $(CORPUS) -pero $(BIN)/pero -models models -out $(BIN)/bench-ocr.md
 
 .PHONY: fuzz-ocr
 fuzz-ocr: ## Fuzz the image decoder and the PAGE XML reader for $(FUZZTIME) each

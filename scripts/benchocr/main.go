@@ -32,7 +32,7 @@ import (
 func main() {
 	var (
 		corpus    = flag.String("corpus", "../shared/corpus/public", "corpus directory (public split layout)")
-		pero      = flag.String("pero", "bin/pero-ocr", "pero binary built with cgo")
+		pero      = flag.String("pero", "bin/pero", "pero binary built with cgo (make build)")
 		models    = flag.String("models", "models", "models directory (make models)")
 		groups    = flag.String("groups", "pages,lines,real-pages,real-lines", "corpus groups to run")
 		cores     = flag.Int("cores", runtime.NumCPU(), "the 'all cores' setting")
