@@ -34,8 +34,8 @@ Directories are searched recursively for .png, .jpg, .jpeg, .tif, .tiff, .bmp, .
 .gif files; results keep their path below the directory.
 
 Models: --models DIR holds the model files; paths in --config are relative to it (default:
-$PERO_MODELS_DIR/pp-ocrv4, else ./models/pp-ocrv4 as put there by ` + "`make models`" + `). The ONNX Runtime library comes
-from --ort-lib, $PERO_ORT_LIB, the config's [runtime] library, models/onnxruntime/ or the
+$PERO_MODELS_DIR/pp-ocrv4, else ./models/pp-ocrv4, else models/pp-ocrv4 of the checkout
+holding this binary, as put there by ` + "`make models`" + `). The ONNX Runtime library comes from --ort-lib, $PERO_ORT_LIB, the config's [runtime] library, models/onnxruntime/ or the
 system library path, in that order. --config takes a stage config.ini (see function/ocr).
 
 Examples:
@@ -300,12 +300,20 @@ func collectOCRInputs(args []string) (inputs []ocrInput, bad []string) {
 	return inputs, bad
 }
 
-// defaultModelsDir is where pero ocr looks for the models: $PERO_MODELS_DIR,
-// else ./models (make models), each with the pp-ocrv4 set inside.
+// defaultModelsDir is where pero ocr looks for the models: $PERO_MODELS_DIR, else ./models
+// (make models), else models/ beside the directory of the pero binary (bin/pero of a
+// checkout), each with the pp-ocrv4 set inside.
 func defaultModelsDir(env *Env) string {
 	root := env.Getenv("PERO_MODELS_DIR")
 	if root == "" {
 		root = "models"
+		if !fileExists(root) {
+			if exe, err := os.Executable(); err == nil {
+				if beside := filepath.Join(filepath.Dir(filepath.Dir(exe)), "models"); fileExists(beside) {
+					root = beside
+				}
+			}
+		}
 	}
 	return filepath.Join(root, "pp-ocrv4")
 }

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/pero-worker/pero-worker/internal/rabbitmq"
+	"github.com/pero-worker/pero-worker/watchdog/status"
 )
 
 func statusCommand() *Command {
@@ -22,7 +23,9 @@ const statusHelp = `For every stage: messages ready in its queue, delivered but 
 (being processed), consumers, the publish and acknowledge rates, and messages in its
 dead-letter queue. Counts of unacknowledged messages and rates need a registered
 monitoring server (pero servers add mq-monitoring HOST:15672); without one, the ready
-and consumer counts come from the broker directly.`
+and consumer counts come from the broker directly. CONTAINERS counts the stage's live
+containers (starting, running and draining) as the leading watchdog reports them; "-" when no
+watchdog leads.`
 
 func runStatus(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "status", "status [flags]", statusHelp)
@@ -70,12 +73,24 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		}
 		return strconv.FormatFloat(r, 'f', 1, 64)
 	}
+	// The containers per stage come from what the leading watchdog publishes; "-" without one.
+	wd, wdErr := status.Read(ctx, st.Conn(), st.Root())
+	containers := func(stage string) string {
+		if wdErr != nil {
+			return "-"
+		}
+		s, ok := wd.Find(stage)
+		if !ok {
+			return "0"
+		}
+		return strconv.Itoa(s.Containers())
+	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "STAGE\tREADY\tUNACKED\tCONSUMERS\tIN/s\tDONE/s\tDEAD\t")
+	fmt.Fprintln(tw, "STAGE\tREADY\tUNACKED\tCONSUMERS\tIN/s\tDONE/s\tDEAD\tCONTAINERS\t")
 	for _, n := range names {
 		s, err := stats(n)
 		if errors.Is(err, rabbitmq.ErrQueueNotFound) {
-			fmt.Fprintf(tw, "%s\t(no queue)\t\t\t\t\t\t\n", n)
+			fmt.Fprintf(tw, "%s\t(no queue)\t\t\t\t\t\t%s\t\n", n, containers(n))
 			continue
 		}
 		if errors.Is(err, rabbitmq.ErrAuth) {
@@ -88,11 +103,23 @@ func runStatus(ctx context.Context, env *Env, args []string) error {
 		if d, err := stats(rabbitmq.DeadLetterQueue(n)); err == nil {
 			dead = num(d.Ready)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", n, num(s.Ready), num(s.Unacked), num(s.Consumers),
-			rate(s.PublishRate), rate(s.AckRate), dead)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", n, num(s.Ready), num(s.Unacked), num(s.Consumers),
+			rate(s.PublishRate), rate(s.AckRate), dead, containers(n))
 	}
 	if len(names) == 0 {
-		fmt.Fprintln(tw, "(no stages)\t\t\t\t\t\t\t")
+		fmt.Fprintln(tw, "(no stages)\t\t\t\t\t\t\t\t")
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	switch {
+	case wdErr == nil:
+		fmt.Fprintf(env.Stdout, "watchdog %s leads (%s backend), status of %s\n", wd.Watchdog, wd.Backend,
+			wd.Updated.Local().Format("15:04:05"))
+	case errors.Is(wdErr, status.ErrNone):
+		fmt.Fprintln(env.Stdout, "no watchdog is leading: containers are not counted")
+	default:
+		fmt.Fprintf(env.Stdout, "watchdog status unreadable: %v\n", wdErr)
+	}
+	return nil
 }
