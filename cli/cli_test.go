@@ -338,6 +338,16 @@ func TestStageLifecycle(t *testing.T) {
 	if !strings.Contains(show, "0-5") || !strings.Contains(show, "img:1") {
 		t.Errorf("update lost or missed a setting:\n%s", show)
 	}
+	// A directory is packed into a reproducible .tar.gz.
+	modelDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(modelDir, "rec.onnx"), []byte("weights"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.ok("stage", "update", name, "--model-archive", modelDir)
+	show = w.ok("stage", "show", name)
+	if !strings.Contains(show, ".tar.gz") {
+		t.Errorf("directory archive not packed as .tar.gz:\n%s", show)
+	}
 	if list := w.ok("stage", "list"); !strings.Contains(list, name) {
 		t.Errorf("stage list lacks %s:\n%s", name, list)
 	}

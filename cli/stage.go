@@ -72,7 +72,7 @@ func addStageFlags(fs *pflag.FlagSet) *stageFlags {
 	fs.StringVar(&f.image, "image", "", "container image of the stage's function")
 	fs.StringVar(&f.function, "function", "", "function the runner calls: ocr, detect, recognize, noop, sleep (default ocr)")
 	fs.StringVar(&f.configFile, "config", "", "stage config.ini file")
-	fs.StringVar(&f.archive, "model-archive", "", "model archive (.zip or .tar.gz) uploaded to the FTP server")
+	fs.StringVar(&f.archive, "model-archive", "", "model archive (.zip or .tar.gz), or a directory to pack, uploaded to the FTP server")
 	fs.IntVar(&f.batchSize, "batch-size", 8, "messages per batch")
 	fs.IntVar(&f.minC, "min-containers", 0, "containers kept running even with an empty queue")
 	fs.IntVar(&f.maxC, "max-containers", 1, "upper bound of containers for this stage")
@@ -170,6 +170,14 @@ func stageWrite(ctx context.Context, env *Env, cf *connFlags, sf *stageFlags, fs
 	}
 	var archiveSum string
 	if sf.archive != "" {
+		if info, err := os.Stat(sf.archive); err == nil && info.IsDir() {
+			packed, err := packDir(sf.archive)
+			if err != nil {
+				return failed(fmt.Errorf("--model-archive: pack %s: %w", sf.archive, err), "")
+			}
+			defer os.Remove(packed)
+			sf.archive = packed
+		}
 		sum, err := fileSHA256(sf.archive)
 		if err != nil {
 			return usageErr("--model-archive: %v", err)
