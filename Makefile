@@ -21,6 +21,10 @@ build: ## Build the binaries into bin/ (pero, pero-runner, pero-watchdog)
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pero-runner ./runner/cmd/pero-runner
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/pero-watchdog ./watchdog/cmd/pero-watchdog
 
+.PHONY: demo
+demo: ## Pages in, OCR text out: builds, starts the services, runs a watchdog and prints the results
+	scripts/demo.sh
+
 .PHONY: test
 test: ## Run unit, integration and end-to-end tests (needs `make services`)
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
@@ -88,10 +92,25 @@ bench-pipeline: ## Messages/s through one noop stage at batch 1, 8, 32 beside a 
 
 # --- watchdog ---
 FUNCTION_IMAGE ?= pero-worker/function:dev
+WATCHDOG_IMAGE ?= pero-worker/watchdog:dev
+CLI_IMAGE ?= pero-worker/cli:dev
+
+.PHONY: images
+images: image-function image-watchdog image-cli ## Build the function, watchdog and CLI images offline, FROM scratch (run `make models` first for ONNX Runtime and the models)
+	@for i in $(FUNCTION_IMAGE) $(WATCHDOG_IMAGE) $(CLI_IMAGE); do \
+		printf '  %-36s %s\n' "$$i" "$$(docker image inspect -f '{{.Size}}' "$$i" | awk '{printf "%.1f MB", $$1/1e6}')"; done
 
 .PHONY: image-function
-image-function: ## Build the function image offline, FROM scratch (FUNCTION_IMAGE=tag; ONNX Runtime from ../shared/assets when present)
+image-function: ## Build the function image offline, FROM scratch (FUNCTION_IMAGE=tag; ONNX Runtime from models/ or ../shared/assets when present)
 	images/function/build.sh -t $(FUNCTION_IMAGE)
+
+.PHONY: image-watchdog
+image-watchdog: ## Build the watchdog image offline, FROM scratch (WATCHDOG_IMAGE=tag)
+	images/watchdog/build.sh -t $(WATCHDOG_IMAGE)
+
+.PHONY: image-cli
+image-cli: ## Build the CLI image offline, FROM scratch, with the init script and models/pp-ocrv4 (CLI_IMAGE=tag)
+	images/cli/build.sh -t $(CLI_IMAGE)
 
 .PHONY: bench-scale
 bench-scale: ## Watchdog reaction and container cold start against a bare docker run (needs `make services` and Docker; PERO_BENCH_ROUNDS=5)

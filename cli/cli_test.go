@@ -251,6 +251,7 @@ func TestDownloadReportsFailures(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	w := newWorld(t)
 	out := w.stage("out", "--output")
+	work := w.stage("work")
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.png")
 	writePNG(t, good, 3)
@@ -277,6 +278,7 @@ func TestBadInput(t *testing.T) {
 			cli.ExitUnavailable, "ZooKeeper", ""},
 		{"wrong credentials", map[string]string{"PERO_MQ_PASSWORD": "wrong-secret-4711"},
 			[]string{"submit", "--stages", out, good}, cli.ExitUnavailable, "PERO_MQ_PASSWORD", "wrong-secret-4711"},
+		{"route ends at a processing stage", nil, []string{"submit", "--stages", work, good}, cli.ExitFailed, "processing stage", ""},
 		{"unknown command", nil, []string{"frobnicate"}, cli.ExitUsage, "unknown command", ""},
 		{"bad server address", nil, []string{"servers", "add", "mq", "localhost"}, cli.ExitUsage, "HOST:PORT", ""},
 	}
@@ -371,4 +373,31 @@ func TestStageLifecycle(t *testing.T) {
 	if !strings.Contains(status, out) {
 		t.Errorf("status lacks %s:\n%s", out, status)
 	}
+}
+
+// TestSubmitStageWords: "--stages a b out DIR" takes the words ZooKeeper knows as stages and
+// the first other existing path as the start of the files, even when a directory shares a
+// stage's name.
+func TestSubmitStageWords(t *testing.T) {
+	w := newWorld(t)
+	work := w.stage("work")
+	out := w.stage("out", "--output")
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+	for _, d := range []string{"scans", out} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writePNG(t, filepath.Join("scans", "a.png"), 1)
+	writePNG(t, filepath.Join(out, "not-submitted.png"), 2)
+	stdout := w.ok("submit", "--stages", work, out, "scans")
+	if n := strings.Count(stdout, "\n"); n != 1 || !strings.Contains(stdout, "scans/a.png") {
+		t.Fatalf("submitted:\n%s", stdout)
+	}
+	if _, stderr, code := w.run("submit", "--stages", work, "no-such-stage", out, "scans"); code != cli.ExitFailed ||
+		!strings.Contains(stderr, `unknown stage "no-such-stage"`) {
+		t.Errorf("unknown stage in the middle: exit %d %s", code, stderr)
+	}
+	passThrough(t, work, 1)
 }

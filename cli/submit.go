@@ -40,7 +40,9 @@ the output queue where results collect for ` + "`pero download`" + `. Every file
 before anything is published; bad files are listed and nothing is sent.
 
 Stages may be given as --stages detect,recognize,out, repeated --stages flags or
---stages detect recognize out FILE... (names up to the first path that exists).
+--stages detect recognize out FILE...: the words after --stages are stages as long as
+ZooKeeper knows a stage of that name; the first other word that names a file or directory
+starts the files. The route must end with an output stage.
 Directories are searched recursively for .png, .jpg, .jpeg, .tif and .tiff files.
 
 Standard output gets one line per page: UUID<TAB>FILE, for matching results to files.
@@ -52,26 +54,75 @@ func runSubmit(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags(env, "submit", "submit --stages S1 [S2...] OUT [flags] FILE|DIR...", submitHelp)
 	cf := addConnFlags(fs, env)
 	stages := fs.StringSlice("stages", nil, "stages in processing order, ending with the output stage")
+	// The words that followed --stages without commas; resolved against ZooKeeper below.
+	words := fs.StringSlice(stageWordsFlag, nil, "")
+	_ = fs.MarkHidden(stageWordsFlag)
 	priority := fs.Int32("priority", 0, "message priority: 0 or 1 (stage queues have two priority levels)")
 	dryRun := fs.Bool("dry-run", false, "check files and stages, publish nothing")
 	if err := parse(fs, expandStageArgs(args)); err != nil {
 		return err
 	}
-	if len(*stages) == 0 {
+	if len(*stages) == 0 && len(*words) == 0 {
 		return usageErr("--stages: give at least one stage, ending with the output stage")
+	}
+	if *priority < 0 || *priority > 1 {
+		return usageErr("--priority must be 0 or 1")
 	}
 	for _, s := range *stages {
 		if err := checkStageName(s); err != nil {
 			return err
 		}
 	}
-	if *priority < 0 || *priority > 1 {
-		return usageErr("--priority must be 0 or 1")
+
+	st, err := cf.openZK(ctx, env)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() == 0 {
+	defer st.Close()
+	known := func(name string) (zookeeper.Stage, bool, error) {
+		s, err := st.GetStage(ctx, name)
+		if errors.Is(err, zookeeper.ErrNotFound) {
+			return s, false, nil
+		}
+		return s, err == nil, err
+	}
+	for _, s := range *stages {
+		if _, ok, err := known(s); err != nil {
+			return unavailable(err, "")
+		} else if !ok {
+			return failed(fmt.Errorf("unknown stage %q", s), "see `pero stage list`, or create it with `pero stage create`")
+		}
+	}
+	// "--stages a b c FILE...": the words are stages while ZooKeeper knows them; the first
+	// other word that names a file or directory starts the files.
+	paths := fs.Args()
+	for i, w := range *words {
+		_, ok, err := known(w)
+		if err != nil {
+			return unavailable(err, "")
+		}
+		if ok {
+			*stages = append(*stages, w)
+			continue
+		}
+		if _, err := os.Stat(w); err == nil && len(*stages) > 0 {
+			paths = append(append([]string{}, (*words)[i:]...), paths...)
+			break
+		}
+		return failed(fmt.Errorf("unknown stage %q", w), "see `pero stage list`, or create it with `pero stage create`")
+	}
+	if len(*stages) == 0 {
+		return usageErr("--stages: give at least one stage, ending with the output stage")
+	}
+	last := (*stages)[len(*stages)-1]
+	if ls, _, _ := known(last); ls.Settings.Image != "" && !ls.Settings.Output {
+		return failed(fmt.Errorf("the route ends at %q, a processing stage: its results would have nowhere to go", last),
+			"end the route with an output stage (pero stage create out --output)")
+	}
+	if len(paths) == 0 {
 		return usageErr("no files given")
 	}
-	files, bad := collectImages(fs.Args())
+	files, bad := collectImages(paths)
 	if len(bad) > 0 {
 		for _, b := range bad {
 			fmt.Fprintf(env.Stderr, "  %s\n", b)
@@ -80,20 +131,7 @@ func runSubmit(ctx context.Context, env *Env, args []string) error {
 			"fix or remove the files listed above")
 	}
 	if len(files) == 0 {
-		return usageErr("no images found in %s", strings.Join(fs.Args(), " "))
-	}
-
-	st, err := cf.openZK(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for _, s := range *stages {
-		if _, err := st.GetStage(ctx, s); errors.Is(err, zookeeper.ErrNotFound) {
-			return failed(fmt.Errorf("unknown stage %q", s), "see `pero stage list`, or create it with `pero stage create`")
-		} else if err != nil {
-			return unavailable(err, "")
-		}
+		return usageErr("no images found in %s", strings.Join(paths, " "))
 	}
 	route := strings.Join(*stages, " -> ")
 	if *dryRun {
@@ -161,9 +199,13 @@ func buildRequest(path string, stages []string, priority int32) ([]byte, string,
 	return body, req.Uuid, err
 }
 
-// expandStageArgs turns "--stages a b c FILE" into "--stages=a,b,c FILE": the names after
-// --stages run up to the first flag, the first existing path or the first word that cannot
-// be a stage name.
+// stageWordsFlag carries the words written after --stages without commas.
+const stageWordsFlag = "stage-words"
+
+// expandStageArgs turns "--stages a b c FILE" into "--stage-words=a,b,c,FILE": every word
+// after --stages up to the next flag that could be a stage name. Which of them are stages
+// and which are files is decided against ZooKeeper (an output stage called "out" and a
+// directory called "out" are both common). "--stages=a,b" and "--stages a,b" keep their meaning.
 func expandStageArgs(args []string) []string {
 	var out []string
 	for i := 0; i < len(args); i++ {
@@ -176,13 +218,14 @@ func expandStageArgs(args []string) []string {
 			}
 			continue
 		}
+		if i+1 < len(args) && strings.Contains(args[i+1], ",") {
+			out = append(out, a) // a comma list: the flag parser takes it as it is
+			continue
+		}
 		var names []string
 		for i+1 < len(args) {
 			next := args[i+1]
 			if strings.HasPrefix(next, "-") || !stageNameRE.MatchString(next) {
-				break
-			}
-			if _, err := os.Stat(next); err == nil && len(names) > 0 {
 				break
 			}
 			names = append(names, next)
@@ -192,7 +235,7 @@ func expandStageArgs(args []string) []string {
 			out = append(out, a) // let the flag parser report the missing value
 			continue
 		}
-		out = append(out, "--stages="+strings.Join(names, ","))
+		out = append(out, "--"+stageWordsFlag+"="+strings.Join(names, ","))
 	}
 	return out
 }
