@@ -82,6 +82,9 @@ or PERO_ZK_AUTH_FILE; TLS: PERO_MQ_TLS, PERO_MQ_CA_FILE, PERO_MQ_TLS_SERVER_NAME
 The containers get them as environment variables, or, for each --runner-secret, as a read-only
 file mounted under /run/secrets/pero.
 
+pero-watchdog healthcheck asks a running watchdog's /healthz and exits 0 when it is healthy
+(the health check of the watchdog image; see pero-watchdog healthcheck --help).
+
 Flags:
 `
 

@@ -1,6 +1,7 @@
 // Command pero-watchdog watches the stages' queue backlogs and runs their function containers on
 // this host's Docker engine or on a Docker Swarm; see package watchdog. Exit codes: 0 after a
 // stop signal, 2 for bad flags or variables, 3 when a service cannot be reached.
+// `pero-watchdog healthcheck` asks a running watchdog's /healthz (the image's health check).
 package main
 
 import (
@@ -40,6 +41,9 @@ const (
 func main() { os.Exit(run(os.Args[1:], os.Environ(), os.Stdout, os.Stderr)) }
 
 func run(args, env []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "healthcheck" {
+		return healthcheck(args[1:], env, stdout, stderr)
+	}
 	o, err := parse(args, env)
 	var help *helpError
 	if errors.As(err, &help) {
