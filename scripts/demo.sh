@@ -147,6 +147,14 @@ while IFS=$'\t' read -r id file; do
 	echo "    PAGE XML: $dir/${stem}_page.xml"
 	echo "    ALTO:     $dir/$stem.alto.xml"
 done <"$OUT/submitted.tsv"
+step "waiting for the function containers to exit on their idle timeout and be reaped"
+scope_filter="label=pero.scope=$PERO_ZK_ROOT"
+for _ in $(seq 120); do
+	[ -z "$(docker ps -aq --filter "$scope_filter")" ] && break
+	sleep 1
+done
+left=$(docker ps -aq --filter "$scope_filter" | wc -l)
+echo "containers left: $left"
 echo
 echo "$total pages, $failed failed; results in $results; watchdog log in $OUT/watchdog.log"
 [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ] || exit 1
