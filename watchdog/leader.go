@@ -18,6 +18,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/pero-worker/pero-worker/internal/backoff"
+	"github.com/pero-worker/pero-worker/internal/zookeeper"
 )
 
 // ElectionPath is the parent of the election nodes under the root: <root>/watchdog/election.
@@ -143,7 +144,7 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) {
 			node = "" // the session expired and took the node with it
 		}
 		if node == "" {
-			n, err := zkCall(ctx, e.create)
+			n, err := zookeeper.Call(ctx, e.create)
 			if err != nil {
 				fail("create node", err)
 				continue
@@ -151,7 +152,7 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) {
 			node, session = n, e.conn.SessionID()
 			e.log.Debug("election node created", "node", node)
 		}
-		pred, err := zkCall(ctx, func() (string, error) { return e.predecessor(node) })
+		pred, err := zookeeper.Call(ctx, func() (string, error) { return e.predecessor(node) })
 		if errors.Is(err, errNodeGone) {
 			node = ""
 			continue
@@ -172,7 +173,7 @@ func (e *Elector) Run(ctx context.Context, lead func(ctx context.Context)) {
 			ok    bool
 			watch <-chan zk.Event
 		}
-		ex, err := zkCall(ctx, func() (exists, error) {
+		ex, err := zookeeper.Call(ctx, func() (exists, error) {
 			ok, _, w, err := e.conn.ExistsW(watched)
 			return exists{ok, w}, err
 		})
@@ -248,30 +249,6 @@ func (e *Elector) predecessor(node string) (string, error) {
 		return "", nil
 	}
 	return e.dir + "/" + kids[i-1], nil
-}
-
-// zkCall runs one ZooKeeper request so that a cancelled ctx returns at once: the client library
-// takes no context and queues requests while it reconnects.
-func zkCall[T any](ctx context.Context, f func() (T, error)) (T, error) {
-	var zero T
-	if err := ctx.Err(); err != nil {
-		return zero, err
-	}
-	type result struct {
-		v   T
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		v, err := f()
-		ch <- result{v, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-ctx.Done():
-		return zero, ctx.Err()
-	}
 }
 
 // sequence is the number ZooKeeper appended to a sequential node's name; -1 if there is none.

@@ -276,7 +276,7 @@ var _ RunnerSource = (*ZKRunners)(nil)
 // Runners implements RunnerSource.
 func (z *ZKRunners) Runners(ctx context.Context, stage string) ([]runner.Status, error) {
 	dir := runner.RunnersPath(z.Root, stage)
-	kids, err := zkCall(ctx, func() ([]string, error) {
+	kids, err := zookeeper.Call(ctx, func() ([]string, error) {
 		k, _, err := z.Conn.Children(dir)
 		return k, err
 	})
@@ -288,7 +288,7 @@ func (z *ZKRunners) Runners(ctx context.Context, stage string) ([]runner.Status,
 	}
 	out := make([]runner.Status, 0, len(kids))
 	for _, k := range kids {
-		data, err := zkCall(ctx, func() ([]byte, error) {
+		data, err := zookeeper.Call(ctx, func() ([]byte, error) {
 			d, _, err := z.Conn.Get(dir + "/" + k)
 			return d, err
 		})
@@ -320,7 +320,7 @@ var _ StatusSink = (*ZKStatus)(nil)
 // Publish writes data, creating the node (and its parents) when it is missing, as after a session
 // expiry.
 func (z *ZKStatus) Publish(ctx context.Context, data []byte) error {
-	_, err := zkCall(ctx, func() (struct{}, error) {
+	_, err := zookeeper.Call(ctx, func() (struct{}, error) {
 		_, err := z.Conn.Set(z.Path, data, -1)
 		if !errors.Is(err, zk.ErrNoNode) {
 			return struct{}{}, err
@@ -345,7 +345,7 @@ func (z *ZKStatus) Publish(ctx context.Context, data []byte) error {
 
 // Clear deletes the node, as a watchdog that stops leading does.
 func (z *ZKStatus) Clear(ctx context.Context) error {
-	_, err := zkCall(ctx, func() (struct{}, error) {
+	_, err := zookeeper.Call(ctx, func() (struct{}, error) {
 		err := z.Conn.Delete(z.Path, -1)
 		if errors.Is(err, zk.ErrNoNode) {
 			err = nil

@@ -173,7 +173,7 @@ func Dial(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("zookeeper: connect to %s: %w", strings.Join(cfg.Servers, ","), ctx.Err())
 	}
 	if cfg.Auth != "" {
-		_, err := call(ctx, func() (struct{}, error) {
+		_, err := Call(ctx, func() (struct{}, error) {
 			return struct{}{}, s.conn.AddAuth("digest", []byte(cfg.Auth))
 		})
 		if err != nil {
@@ -295,10 +295,10 @@ func (l libLogger) Printf(format string, args ...any) {
 	}
 }
 
-// call runs one ZooKeeper request so that a cancelled ctx returns at once. The library takes no
-// context; an abandoned request still completes (or fails on Close) in the background, so a write
-// may land after ctx ended.
-func call[T any](ctx context.Context, f func() (T, error)) (T, error) {
+// Call runs one request of the ZooKeeper client library so that a cancelled ctx returns at once.
+// The library takes no context and queues requests while it reconnects; an abandoned request
+// still completes (or fails on Close) in the background, so a write may land after ctx ended.
+func Call[T any](ctx context.Context, f func() (T, error)) (T, error) {
 	var zero T
 	if err := ctx.Err(); err != nil {
 		return zero, err
@@ -329,7 +329,7 @@ func (s *Store) getNode(ctx context.Context, p string) (data []byte, stat *zk.St
 		data []byte
 		stat *zk.Stat
 	}
-	g, err := call(ctx, func() (got, error) {
+	g, err := Call(ctx, func() (got, error) {
 		d, st, err := s.conn.Get(p)
 		return got{d, st}, err
 	})
@@ -343,35 +343,35 @@ func (s *Store) getNode(ctx context.Context, p string) (data []byte, stat *zk.St
 }
 
 func (s *Store) exists(ctx context.Context, p string) (bool, error) {
-	return call(ctx, func() (bool, error) {
+	return Call(ctx, func() (bool, error) {
 		ok, _, err := s.conn.Exists(p)
 		return ok, err
 	})
 }
 
 func (s *Store) children(ctx context.Context, p string) ([]string, error) {
-	return call(ctx, func() ([]string, error) {
+	return Call(ctx, func() ([]string, error) {
 		c, _, err := s.conn.Children(p)
 		return c, err
 	})
 }
 
 func (s *Store) create(ctx context.Context, p string, data []byte) error {
-	_, err := call(ctx, func() (string, error) { return s.conn.Create(p, data, 0, s.acl) })
+	_, err := Call(ctx, func() (string, error) { return s.conn.Create(p, data, 0, s.acl) })
 	return err
 }
 
 func (s *Store) set(ctx context.Context, p string, data []byte, version int32) (*zk.Stat, error) {
-	return call(ctx, func() (*zk.Stat, error) { return s.conn.Set(p, data, version) })
+	return Call(ctx, func() (*zk.Stat, error) { return s.conn.Set(p, data, version) })
 }
 
 func (s *Store) delete(ctx context.Context, p string, version int32) error {
-	_, err := call(ctx, func() (struct{}, error) { return struct{}{}, s.conn.Delete(p, version) })
+	_, err := Call(ctx, func() (struct{}, error) { return struct{}{}, s.conn.Delete(p, version) })
 	return err
 }
 
 func (s *Store) multi(ctx context.Context, ops ...any) ([]zk.MultiResponse, error) {
-	return call(ctx, func() ([]zk.MultiResponse, error) { return s.conn.Multi(ops...) })
+	return Call(ctx, func() ([]zk.MultiResponse, error) { return s.conn.Multi(ops...) })
 }
 
 // ensurePath creates p and its missing parents as empty persistent nodes, like kazoo's ensure_path.

@@ -203,7 +203,7 @@ func (w *stageWatch) getW(ctx context.Context, p string) (node, <-chan zk.Event,
 		ch <-chan zk.Event
 	}
 	conn := w.s.conn
-	r, err := call(ctx, func() (result, error) {
+	r, err := Call(ctx, func() (result, error) {
 		data, stat, ch, err := conn.GetW(p)
 		if err == nil {
 			return result{node{data: data, version: stat.Version, exists: true}, ch}, nil
