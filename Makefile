@@ -116,3 +116,20 @@ image-cli: ## Build the CLI image offline, FROM scratch, with the init script an
 bench-scale: ## Watchdog reaction and container cold start against a bare docker run (needs `make services` and Docker; PERO_BENCH_ROUNDS=5)
 	@set -o pipefail; PERO_BENCH_SCALE=1 $(GO) test -count=1 -timeout 30m -run '^TestBenchScale$$' -v ./watchdog/ \
 		| grep -v -e '^=== RUN' -e 'world_test.go'
+
+# --- reliability: fuzzing, load ---
+LOAD_PAGES ?= 10000
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target of the module for $(FUZZTIME) each (CI runs FUZZTIME=3s)
+	@set -eo pipefail; for file in $$(grep -rl --include='*_test.go' --exclude-dir=.services --exclude-dir=out '^func Fuzz' . | sort); do \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$file"); do \
+			echo "fuzz $$target ($$(dirname "$$file"), $(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$(dirname "$$file")" | grep -v '^fuzz: elapsed'; \
+		done; \
+	done
+
+.PHONY: bench-load
+bench-load: ## $(LOAD_PAGES) pages through two stages with the watchdog scaling: throughput, latency, peak RSS (needs Docker; starts its own services)
+	@set -o pipefail; PERO_BENCH_LOAD=1 PERO_BENCH_LOAD_PAGES=$(LOAD_PAGES) $(GO) test -count=1 -timeout 60m -v \
+		-run '^TestBenchLoad$$' ./internal/reliability/ | grep -v -e '^=== RUN' -e '^--- PASS' -e '^PASS' -e '^ok '

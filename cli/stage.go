@@ -78,7 +78,7 @@ func addStageFlags(fs *pflag.FlagSet) *stageFlags {
 	fs.IntVar(&f.maxC, "max-containers", 1, "upper bound of containers for this stage")
 	fs.IntVar(&f.gpus, "gpus", 0, "GPUs per container")
 	fs.Float64Var(&f.cpus, "cpus", 0, "CPU limit per container (0 = none)")
-	fs.IntVar(&f.memoryMB, "memory-mb", 0, "memory limit per container in MiB (0 = none)")
+	fs.IntVar(&f.memoryMB, "memory-mb", 0, "memory limit per container in MiB (0 = the watchdog's default, 8 GiB on Docker)")
 	fs.DurationVar(&f.batchTimeout, "batch-timeout", 5*time.Minute, "time limit for one batch")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 30*time.Second, "a container exits after its queue stays empty this long")
 	fs.DurationVar(&f.maxLifetime, "max-lifetime", time.Hour, "a container exits after this long")

@@ -215,6 +215,10 @@ func (c *consumer) triage(in incoming) (*job, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
 	defer cancel()
 	if err := c.pub.Publish(ctx, c.stage, rabbitmq.Message{Body: body, Priority: in.priority, MessageID: req.GetUuid()}); err != nil {
+		if errors.Is(err, rabbitmq.ErrTooLarge) {
+			// Its count made it too large to go back: handing it back would loop.
+			return nil, c.dead.send(in, reasonTooLarge, fmt.Errorf("requeue with its delivery count: %w", err), done)
+		}
 		return nil, fmt.Errorf("requeue redelivered message %s: %w", req.GetUuid(), err)
 	}
 	if err := in.ack.Ack(); err != nil {

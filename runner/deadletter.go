@@ -16,6 +16,7 @@ const (
 	reasonNoNextStage   = "no-next-stage"  // the route ends at this stage
 	reasonMaxDeliveries = "max-deliveries" // delivered max_deliveries times without finishing
 	reasonUnroutable    = "unroutable"     // neither the next stage's nor the output queue exists
+	reasonTooLarge      = "too-large"      // its result, or its failure, is over the broker's message size limit
 )
 
 // Headers of a dead-lettered message.

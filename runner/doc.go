@@ -19,8 +19,9 @@
 // (persistent, mandatory, same priority, publisher confirms); the delivery is acked only once
 // the broker confirmed. A page the function failed goes straight to the output stage with
 // status Failed and its error (message.Fail), as in the original. When the next stage has no
-// queue the page fails to the output stage with that error; when the output stage has none
-// either it goes to the dead-letter queue. A page cut short by the batch timeout fails; one cut
+// queue, or the result is over the broker's max_message_size, the page fails to the output stage
+// with that error; when the output stage has no queue either, or the failure is too large as
+// well, it goes to the dead-letter queue. A page cut short by the batch timeout fails; one cut
 // short by the end of the grace period is handed back.
 //
 // # Exit rules
@@ -74,8 +75,8 @@
 // A body that does not decode, lacks stages or an input image, is addressed to another stage,
 // or whose route ends at this stage goes to the dead-letter queue at once. Dead letters go to
 // "<stage>.dead" exactly as received (so they can be replayed into the stage), original headers
-// kept, with x-pero-reason (malformed, wrong-stage, no-next-stage, max-deliveries, unroutable),
-// x-pero-error, x-pero-stage, x-pero-container, x-pero-deliveries and x-pero-dead-at.
+// kept, with x-pero-reason (malformed, wrong-stage, no-next-stage, max-deliveries, unroutable,
+// too-large), x-pero-error, x-pero-stage, x-pero-container, x-pero-deliveries and x-pero-dead-at.
 //
 // Delivery is at least once: a runner killed between a confirmed publish and its ack sends
 // that page twice, at most one batch per kill. The request uuid identifies duplicates.

@@ -58,14 +58,18 @@ func (f *forwarder) forward(results []result) {
 		}
 		msgs = append(msgs, o)
 	}
-	// A next stage without a queue fails the page to the output stage; an output stage without a
-	// queue sends it to the dead-letter queue. At most two rounds.
+	// A next stage without a queue, or a result over the broker's size limit, fails the page to
+	// the output stage; when the output stage has no queue or the failure is too large as well,
+	// the page goes to the dead-letter queue. At most two rounds.
 	retry := f.publish(msgs, func(o outgoing, err error) (outgoing, bool) {
 		if o.failed {
-			f.deadLetter(o.res, reasonUnroutable, fmt.Errorf("output stage %q: %w", o.queue, err))
+			f.deadLetter(o.res, refusal(err), fmt.Errorf("output stage %q: %w", o.queue, err))
 			return outgoing{}, false
 		}
 		cause := fmt.Errorf("next stage %q has no queue: %w", o.queue, err)
+		if errors.Is(err, rabbitmq.ErrTooLarge) {
+			cause = fmt.Errorf("the result cannot go to stage %q: %w", o.queue, err)
+		}
 		n, berr := f.build(o.res, cause, true)
 		if berr != nil {
 			f.deadLetter(o.res, reasonMalformed, berr)
@@ -74,14 +78,23 @@ func (f *forwarder) forward(results []result) {
 		return n, true
 	})
 	f.publish(retry, func(o outgoing, err error) (outgoing, bool) {
-		f.deadLetter(o.res, reasonUnroutable, fmt.Errorf("output stage %q: %w", o.queue, err))
+		f.deadLetter(o.res, refusal(err), fmt.Errorf("output stage %q: %w", o.queue, err))
 		return outgoing{}, false
 	})
 }
 
-// publish sends msgs and acks the confirmed ones. Unroutable ones go to onUnroutable, which
-// returns the message for the next round, if any; other failures hand the delivery back.
-func (f *forwarder) publish(msgs []outgoing, onUnroutable func(outgoing, error) (outgoing, bool)) []outgoing {
+// refusal is the dead-letter reason of a message the broker will never take.
+func refusal(err error) string {
+	if errors.Is(err, rabbitmq.ErrTooLarge) {
+		return reasonTooLarge
+	}
+	return reasonUnroutable
+}
+
+// publish sends msgs and acks the confirmed ones. Those the broker will never take (no queue,
+// too large) go to onRefused, which returns the message for the next round, if any; other
+// failures hand the delivery back.
+func (f *forwarder) publish(msgs []outgoing, onRefused func(outgoing, error) (outgoing, bool)) []outgoing {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -106,8 +119,8 @@ func (f *forwarder) publish(msgs []outgoing, onUnroutable func(outgoing, error) 
 			if o.failed {
 				f.counters.failed.Add(1)
 			}
-		case errors.Is(err, rabbitmq.ErrUnroutable):
-			if n, ok := onUnroutable(o, err); ok {
+		case errors.Is(err, rabbitmq.ErrUnroutable), errors.Is(err, rabbitmq.ErrTooLarge):
+			if n, ok := onRefused(o, err); ok {
 				next = append(next, n)
 			}
 		default:

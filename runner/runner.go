@@ -403,7 +403,10 @@ func modelExitCode(err error) int {
 	case errors.As(err, &ee):
 		return ee.Code
 	case errors.Is(err, ftpstore.ErrNotFound), errors.Is(err, ftpstore.ErrChecksum), errors.Is(err, ErrChecksumMismatch),
-		errors.Is(err, ErrUnsafeArchive), errors.Is(err, ErrArchiveTooLarge), errors.Is(err, ErrCorruptArchive):
+		errors.Is(err, ErrUnsafeArchive), errors.Is(err, ErrArchiveTooLarge), errors.Is(err, ErrCorruptArchive),
+		// A full cache is the model not fitting, not a service down (a syscall.Errno passes for
+		// a net.Error below).
+		errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return ExitModel
 	case errors.Is(err, ftpstore.ErrAuth), errors.As(err, &ne), errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EHOSTUNREACH):

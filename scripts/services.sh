@@ -2,8 +2,18 @@
 # Installs (when missing) and runs the development services on 127.0.0.1:
 #   RabbitMQ 5672 (management 15672), ZooKeeper 2181, pure-ftpd 2121 (passive 30000-30049),
 #   and with TLS from a test CA made here: RabbitMQ 5671 (amqps), ZooKeeper 2281, FTP explicit TLS.
-# Usage: scripts/services.sh start|stop|status
+# Usage: scripts/services.sh start|stop|status [rabbitmq|zookeeper|ftp]...
+#   (no service named: all three)
 # State lives in $PERO_SERVICES_DIR (default: .services/ in the repository).
+#
+# A second set of services (a test suite's private ones) runs beside the first when these name
+# other ports, another RabbitMQ node and another state directory; the defaults are in brackets:
+#   PERO_SERVICES_MQ_NODE [pero@localhost]  PERO_SERVICES_MQ_PORT [5672]
+#   PERO_SERVICES_MQ_TLS_PORT [5671]  PERO_SERVICES_MQ_MGMT_PORT [15672]
+#   PERO_SERVICES_MQ_DIST_PORT [25672] (Erlang distribution)
+#   PERO_SERVICES_MQ_MAX_MESSAGE_SIZE [RabbitMQ's default, 128 MiB] (bytes)
+#   PERO_SERVICES_ZK_PORT [2181]  PERO_SERVICES_ZK_TLS_PORT [2281]
+#   PERO_SERVICES_FTP_PORT [2121]  PERO_SERVICES_FTP_PASSIVE [30000:30049]
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -13,9 +23,16 @@ MQ_PASSWORD="${PERO_MQ_PASSWORD:-pero-dev-password}"
 MQ_VHOST="${PERO_MQ_VHOST:-pero}"
 FTP_USER="${PERO_FTP_USER:-pero}"
 FTP_PASSWORD="${PERO_FTP_PASSWORD:-pero-dev-password}"
-FTP_PORT=2121
-ZK_PORT=2181
-ZK_TLS_PORT=2281
+MQ_NODE="${PERO_SERVICES_MQ_NODE:-pero@localhost}"
+MQ_PORT="${PERO_SERVICES_MQ_PORT:-5672}"
+MQ_TLS_PORT="${PERO_SERVICES_MQ_TLS_PORT:-5671}"
+MQ_MGMT_PORT="${PERO_SERVICES_MQ_MGMT_PORT:-15672}"
+MQ_DIST_PORT="${PERO_SERVICES_MQ_DIST_PORT:-25672}"
+MQ_MAX_MESSAGE_SIZE="${PERO_SERVICES_MQ_MAX_MESSAGE_SIZE:-}"
+FTP_PORT="${PERO_SERVICES_FTP_PORT:-2121}"
+FTP_PASSIVE="${PERO_SERVICES_FTP_PASSIVE:-30000:30049}"
+ZK_PORT="${PERO_SERVICES_ZK_PORT:-2181}"
+ZK_TLS_PORT="${PERO_SERVICES_ZK_TLS_PORT:-2281}"
 
 log() { printf 'services: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -66,7 +83,8 @@ make_certs() {
 # Debian's wrappers in /usr/sbin switch to the rabbitmq user and its fixed folders; call the real scripts.
 MQBIN=/usr/lib/rabbitmq/bin
 mq_env() {
-	export RABBITMQ_NODENAME="pero@localhost"
+	export RABBITMQ_NODENAME="$MQ_NODE"
+	export RABBITMQ_DIST_PORT="$MQ_DIST_PORT"
 	export RABBITMQ_CONFIG_FILE="$DIR/rabbitmq/rabbitmq"
 	export RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/rabbitmq/enabled_plugins"
 	export RABBITMQ_MNESIA_BASE="$DIR/rabbitmq/mnesia"
@@ -76,24 +94,29 @@ mq_env() {
 }
 
 mq_running() { mq_env; "$MQBIN/rabbitmqctl" -q status >/dev/null 2>&1; }
+# The node's process lives (it may be up without the rabbit application, after a failed start).
+mq_pid_alive() { mq_env; [ -f "$RABBITMQ_PID_FILE" ] && kill -0 "$(cat "$RABBITMQ_PID_FILE")" 2>/dev/null; }
 
 start_rabbitmq() {
 	mq_env
 	if mq_running; then log "rabbitmq already running"; return 0; fi
 	mkdir -p "$DIR/rabbitmq/mnesia" "$DIR/rabbitmq/log"
 	cat >"$DIR/rabbitmq/rabbitmq.conf" <<CONF
-listeners.tcp.default = 127.0.0.1:5672
+listeners.tcp.default = 127.0.0.1:$MQ_PORT
 management.tcp.ip = 127.0.0.1
-management.tcp.port = 15672
+management.tcp.port = $MQ_MGMT_PORT
 loopback_users = none
 log.file.level = warning
-listeners.ssl.default = 127.0.0.1:5671
+listeners.ssl.default = 127.0.0.1:$MQ_TLS_PORT
 ssl_options.cacertfile = $DIR/tls/ca.crt
 ssl_options.certfile = $DIR/tls/server.crt
 ssl_options.keyfile = $DIR/tls/server.key
 ssl_options.verify = verify_none
 ssl_options.fail_if_no_peer_cert = false
 CONF
+	if [ -n "$MQ_MAX_MESSAGE_SIZE" ]; then
+		printf 'max_message_size = %s\n' "$MQ_MAX_MESSAGE_SIZE" >>"$DIR/rabbitmq/rabbitmq.conf"
+	fi
 	"$MQBIN/rabbitmq-plugins" --offline enable rabbitmq_management >/dev/null
 	log "starting rabbitmq"
 	"$MQBIN/rabbitmq-server" -detached >/dev/null 2>&1
@@ -107,12 +130,12 @@ CONF
 	"$MQBIN/rabbitmqctl" -q set_user_tags "$MQ_USER" administrator >/dev/null
 	"$MQBIN/rabbitmqctl" -q set_permissions -p "$MQ_VHOST" "$MQ_USER" '.*' '.*' '.*' >/dev/null
 	"$MQBIN/rabbitmqctl" -q set_permissions -p / "$MQ_USER" '.*' '.*' '.*' >/dev/null
-	wait_for 30 "rabbitmq management" curl -sf -u "$MQ_USER:$MQ_PASSWORD" http://127.0.0.1:15672/api/overview
+	wait_for 30 "rabbitmq management" curl -sf -u "$MQ_USER:$MQ_PASSWORD" "http://127.0.0.1:$MQ_MGMT_PORT/api/overview"
 }
 
 stop_rabbitmq() {
 	mq_env
-	if mq_running; then log "stopping rabbitmq"; "$MQBIN/rabbitmqctl" -q shutdown >/dev/null 2>&1 || true; fi
+	if mq_pid_alive || mq_running; then log "stopping rabbitmq"; "$MQBIN/rabbitmqctl" -q shutdown >/dev/null 2>&1 || true; fi
 }
 
 # ---------- ZooKeeper ----------
@@ -180,7 +203,7 @@ start_ftp() {
 	printf '%s:%s:%s:%s::%s/./::::::::::::\n' "$FTP_USER" "$hash" "$uid" "$gid" "$DIR/ftp/home" >"$DIR/ftp/pureftpd.passwd"
 	pure-pw mkdb "$DIR/ftp/pureftpd.pdb" -f "$DIR/ftp/pureftpd.passwd" >/dev/null
 	log "starting ftp"
-	pure-ftpd -S 127.0.0.1,$FTP_PORT -l "puredb:$DIR/ftp/pureftpd.pdb" -E -A -H -p 30000:30049 -Y 1 \
+	pure-ftpd -S 127.0.0.1,$FTP_PORT -l "puredb:$DIR/ftp/pureftpd.pdb" -E -A -H -p "$FTP_PASSIVE" -Y 1 \
 		-2 "$DIR/tls/server.pem" -g "$DIR/ftp/pure-ftpd.pid" -c 50 -C 50 -B >/dev/null 2>&1
 	wait_for 20 ftp ftp_ok
 }
@@ -196,27 +219,50 @@ stop_ftp() {
 
 status() {
 	local rc=0
-	if mq_running; then echo "rabbitmq   up    amqp://127.0.0.1:5672/$MQ_VHOST amqps://127.0.0.1:5671/$MQ_VHOST http://127.0.0.1:15672"; else echo "rabbitmq   down"; rc=1; fi
-	if zk_ok; then echo "zookeeper  up    127.0.0.1:$ZK_PORT (TLS 127.0.0.1:$ZK_TLS_PORT)"; else echo "zookeeper  down"; rc=1; fi
-	if ftp_ok; then echo "ftp        up    127.0.0.1:$FTP_PORT (passive 30000-30049, explicit TLS)"; else echo "ftp        down"; rc=1; fi
+	if wants rabbitmq; then
+		if mq_running; then echo "rabbitmq   up    amqp://127.0.0.1:$MQ_PORT/$MQ_VHOST amqps://127.0.0.1:$MQ_TLS_PORT/$MQ_VHOST http://127.0.0.1:$MQ_MGMT_PORT"; else echo "rabbitmq   down"; rc=1; fi
+	fi
+	if wants zookeeper; then
+		if zk_ok; then echo "zookeeper  up    127.0.0.1:$ZK_PORT (TLS 127.0.0.1:$ZK_TLS_PORT)"; else echo "zookeeper  down"; rc=1; fi
+	fi
+	if wants ftp; then
+		if ftp_ok; then echo "ftp        up    127.0.0.1:$FTP_PORT (passive ${FTP_PASSIVE/:/-}, explicit TLS)"; else echo "ftp        down"; rc=1; fi
+	fi
 	return $rc
 }
 
-case "${1:-}" in
+# The services the command names after the action; none named means all.
+SERVICES=()
+wants() { # wants SERVICE: whether the command is about SERVICE
+	[ ${#SERVICES[@]} -eq 0 ] && return 0
+	local s
+	for s in "${SERVICES[@]}"; do [ "$s" = "$1" ] && return 0; done
+	return 1
+}
+
+ACTION="${1:-}"
+[ $# -gt 0 ] && shift
+for s in "$@"; do
+	case "$s" in
+	rabbitmq | zookeeper | ftp) SERVICES+=("$s") ;;
+	*) echo "usage: $0 start|stop|status [rabbitmq|zookeeper|ftp]..." >&2; exit 2 ;;
+	esac
+done
+case "$ACTION" in
 start)
 	mkdir -p "$DIR"
 	install_missing
 	make_certs
-	start_zookeeper
-	start_ftp
-	start_rabbitmq
+	if wants zookeeper; then start_zookeeper; fi
+	if wants ftp; then start_ftp; fi
+	if wants rabbitmq; then start_rabbitmq; fi
 	status
 	;;
 stop)
-	stop_rabbitmq
-	stop_zookeeper
-	stop_ftp
+	if wants rabbitmq; then stop_rabbitmq; fi
+	if wants zookeeper; then stop_zookeeper; fi
+	if wants ftp; then stop_ftp; fi
 	;;
 status) status ;;
-*) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+*) echo "usage: $0 start|stop|status [rabbitmq|zookeeper|ftp]..." >&2; exit 2 ;;
 esac

@@ -240,10 +240,10 @@ func (w *Watchdog) spec(st zookeeper.Stage, gpus []string) Spec {
 	env := slices.Clone(rc.Env)
 	env = append(env, "PERO_STAGE="+st.Name, "PERO_CONTAINER_ID="+name)
 	mounts := slices.Clone(rc.Mounts)
-	if rc.CacheVolume != "" {
-		mounts = append(mounts, Mount{Volume: rc.CacheVolume, Target: rc.CacheDir})
-		env = append(env, "PERO_CACHE_DIR="+rc.CacheDir)
-	}
+	// The root filesystem is read-only: without a cache volume the container gets an anonymous
+	// one, removed with it.
+	mounts = append(mounts, Mount{Volume: rc.CacheVolume, Target: rc.CacheDir})
+	env = append(env, "PERO_CACHE_DIR="+rc.CacheDir)
 	return Spec{
 		Name:        name,
 		Image:       cmp.Or(st.Settings.Image, w.cfg.DefaultImage),

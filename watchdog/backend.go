@@ -34,7 +34,7 @@ type Spec struct {
 	Labels map[string]string
 	// NanoCPUs limits the CPU (1e9 = one CPU); 0 means no limit.
 	NanoCPUs int64
-	// MemoryBytes limits the memory; 0 means no limit.
+	// MemoryBytes limits the memory; 0 means the backend's default limit.
 	MemoryBytes int64
 	// PidsLimit limits the processes and threads; 0 means no limit.
 	PidsLimit int64
@@ -50,7 +50,8 @@ type Spec struct {
 
 // Mount is a volume or a host file mounted into the container.
 type Mount struct {
-	// Volume names a Docker volume; when empty, Source is a host path (a bind mount).
+	// Volume names a Docker volume; when empty, Source is a host path (a bind mount); when both
+	// are empty, the container gets an anonymous volume of its own, removed with it.
 	Volume string
 	Source string
 	Target string
@@ -101,6 +102,10 @@ type Container struct {
 	// Created is when it was launched; Started and Finished are zero until they happen.
 	Created, Started, Finished time.Time
 }
+
+// RunnerUser is the user:group every function container runs as, whatever its image says: the
+// user of the project's images, never root.
+const RunnerUser = "65532:65532"
 
 // The labels on every container the watchdog launches.
 const (

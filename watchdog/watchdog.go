@@ -66,7 +66,7 @@ type RunnerConfig struct {
 	// Network is "host" or a network name; "" means the engine's default network.
 	Network string
 	// CacheVolume is the Docker volume of the model cache, shared by the containers of a host; ""
-	// means none (each container downloads its model).
+	// means none (each container downloads its model into an anonymous volume of its own).
 	CacheVolume string
 	// CacheDir is where the volume is mounted in the container. Default /var/cache/pero, the
 	// runner's default PERO_CACHE_DIR.

@@ -36,6 +36,9 @@ var (
 	ErrNacked = errors.New("rabbitmq: message nacked by the broker")
 	// ErrUnroutable: a mandatory message reached no queue (the queue does not exist).
 	ErrUnroutable = errors.New("rabbitmq: message unroutable")
+	// ErrTooLarge: the message's body is over the broker's max_message_size; publishing it again
+	// fails the same way.
+	ErrTooLarge = errors.New("rabbitmq: message larger than the broker's max_message_size")
 	// ErrCancelled: the broker cancelled a consumer (its queue was deleted, for example).
 	ErrCancelled = errors.New("rabbitmq: consumer cancelled by the broker")
 )

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
 	"sync"
+	"sync/atomic"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -36,13 +39,19 @@ type Outgoing struct {
 // on one channel in confirm mode. It is safe for concurrent use. When its channel closes (a
 // broker error on the channel) the next publish opens a new one; when the connection is gone,
 // publishes fail with ErrClosed.
+//
+// A message over the broker's max_message_size makes the broker close the channel, which fails
+// every message still unconfirmed on it. The broker's reason names its limit: the messages over
+// it fail with ErrTooLarge, the others with ErrClosed (publish them again), and later messages
+// over it fail with ErrTooLarge at once, without costing the channel.
 type Publisher struct {
 	conn *Conn
 
-	mu     sync.Mutex // serialises sends so each message's delivery tag is known before it goes out
-	cur    *pubChannel
-	closed bool
-	wg     sync.WaitGroup // dispatch goroutines
+	mu      sync.Mutex // serialises sends so each message's delivery tag is known before it goes out
+	cur     *pubChannel
+	closed  bool
+	wg      sync.WaitGroup // dispatch goroutines
+	maxBody atomic.Int64   // the broker's max_message_size once a refusal told it; 0 unknown
 }
 
 // pubChannel is one channel generation of a Publisher with the confirms it still waits for.
@@ -55,10 +64,13 @@ type pubChannel struct {
 	mu      sync.Mutex
 	pending map[uint64]*confirmWait
 	err     error // set once the channel is closed and every waiter answered
+
+	maxBody *atomic.Int64 // the Publisher's, set when the broker refuses a message for its size
 }
 
 type confirmWait struct {
 	queue    string
+	size     int    // body bytes, what the broker's max_message_size limits
 	returned string // reply text of a basic.return, empty when routed
 	done     chan error
 }
@@ -88,6 +100,7 @@ func (p *Publisher) channel() (*pubChannel, error) {
 	pc := &pubChannel{
 		ch:      ch,
 		pending: make(map[uint64]*confirmWait),
+		maxBody: &p.maxBody,
 	}
 	pc.returns = ch.NotifyReturn(make(chan amqp.Return, 16))
 	pc.confirms = ch.NotifyPublish(make(chan amqp.Confirmation, 256))
@@ -107,6 +120,7 @@ func (p *Publisher) channel() (*pubChannel, error) {
 func (pc *pubChannel) dispatch() {
 	returns, confirms, closes := pc.returns, pc.confirms, pc.closes
 	var closeErr error = ErrClosed
+	limit := 0 // the broker's max_message_size, when it closed the channel over a message's size
 	for returns != nil || confirms != nil || closes != nil {
 		select {
 		case r, ok := <-returns:
@@ -129,6 +143,9 @@ func (pc *pubChannel) dispatch() {
 			}
 			if e != nil {
 				closeErr = fmt.Errorf("%w: publisher channel: %w", ErrClosed, e)
+				if limit = sizeLimit(e); limit > 0 {
+					pc.maxBody.Store(int64(limit))
+				}
 			}
 		}
 	}
@@ -136,9 +153,34 @@ func (pc *pubChannel) dispatch() {
 	defer pc.mu.Unlock()
 	pc.err = closeErr
 	for tag, w := range pc.pending {
-		w.done <- fmt.Errorf("publish to %q: unconfirmed: %w", w.queue, closeErr)
+		if limit > 0 && w.size > limit {
+			w.done <- fmt.Errorf("publish to %q: %w: %d bytes, the broker takes at most %d", w.queue, ErrTooLarge, w.size, limit)
+		} else {
+			w.done <- fmt.Errorf("publish to %q: unconfirmed: %w", w.queue, closeErr)
+		}
 		delete(pc.pending, tag)
 	}
+}
+
+// maxSizeReason matches the reason RabbitMQ closes a channel with when a message's body is over
+// its max_message_size ("message size 5000 is larger than configured max size 4096").
+var maxSizeReason = regexp.MustCompile(`message size \d+ is larger than (?:configured )?max size (\d+)`)
+
+// sizeLimit returns the broker's max_message_size when e is its refusal of a message for its
+// size, 0 otherwise.
+func sizeLimit(e *amqp.Error) int {
+	if e.Code != amqp.PreconditionFailed {
+		return 0
+	}
+	m := maxSizeReason.FindStringSubmatch(e.Reason)
+	if m == nil {
+		return 0
+	}
+	n, err := strconv.Atoi(m[1])
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 func (pc *pubChannel) drainReturns(returns *chan amqp.Return) {
@@ -195,6 +237,9 @@ func (p *Publisher) send(ctx context.Context, queue string, m Message) (*confirm
 	if queue == "" {
 		return nil, fmt.Errorf("publish: %w", errNoQueueName)
 	}
+	if limit := p.maxBody.Load(); limit > 0 && int64(len(m.Body)) > limit {
+		return nil, fmt.Errorf("publish to %q: %w: %d bytes, the broker takes at most %d", queue, ErrTooLarge, len(m.Body), limit)
+	}
 	pc, err := p.channel()
 	if err != nil {
 		return nil, fmt.Errorf("publish to %q: %w", queue, err)
@@ -205,7 +250,7 @@ func (p *Publisher) send(ctx context.Context, queue string, m Message) (*confirm
 		return nil, fmt.Errorf("publish to %q: headers: %w", queue, err)
 	}
 	headers[seqHeader] = int64(tag)
-	w := &confirmWait{queue: queue, done: make(chan error, 1)}
+	w := &confirmWait{queue: queue, size: len(m.Body), done: make(chan error, 1)}
 	pc.mu.Lock()
 	if pc.err != nil {
 		pc.mu.Unlock()
@@ -235,9 +280,10 @@ func (p *Publisher) send(ctx context.Context, queue string, m Message) (*confirm
 }
 
 // Publish sends m to queue and waits for the broker's confirm. A nack gives ErrNacked, a
-// message no queue took gives ErrUnroutable, a cancelled ctx its error (the message may still
-// arrive). ctx ends the wait for the confirm; the write itself cannot be interrupted, and a
-// broker blocking publishers (a memory or disk alarm) stops reading it.
+// message no queue took gives ErrUnroutable, one over the broker's size limit ErrTooLarge, a
+// cancelled ctx its error (the message may still arrive). ctx ends the wait for the confirm;
+// the write itself cannot be interrupted, and a broker blocking publishers (a memory or disk
+// alarm) stops reading it.
 func (p *Publisher) Publish(ctx context.Context, queue string, m Message) error {
 	p.mu.Lock()
 	w, err := p.send(ctx, queue, m)

@@ -61,7 +61,8 @@ type Settings struct {
 	GPUs int `json:"gpus"`
 	// CPUs limits each container's CPU; 0 means no limit.
 	CPUs float64 `json:"cpus"`
-	// MemoryMB limits each container's memory in MiB; 0 means no limit.
+	// MemoryMB limits each container's memory in MiB; 0 means the backend's default (8 GiB on
+	// Docker, none on a swarm).
 	MemoryMB int `json:"memory_mb"`
 	// BatchTimeout bounds the processing of one batch. Default 5m.
 	BatchTimeout Duration `json:"batch_timeout"`

@@ -54,9 +54,21 @@ type Config struct {
 	Client API
 	// GPUDriver is the device driver of GPU requests. Default "nvidia".
 	GPUDriver string
+	// User is the user:group the containers run as, whatever their image says. Default
+	// watchdog.RunnerUser, the user of the project's images; root is refused.
+	User string
+	// Memory limits the memory of containers whose Spec sets none (a stage without memory_mb).
+	// Default 8 GiB; a negative value means no limit.
+	Memory int64
 	// Logger receives the backend's logs. Default slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultMemory is the default of Config.Memory.
+const DefaultMemory = 8 << 30
+
+// tmpfsTmp is the writable /tmp of the containers, whose root filesystem is read-only.
+const tmpfsTmp = "rw,nosuid,nodev,noexec,size=64m"
 
 // Backend launches function containers on one Docker engine.
 type Backend struct {
@@ -64,6 +76,8 @@ type Backend struct {
 	owned  *client.Client // closed by Close when New made it
 	scope  string
 	driver string
+	user   string
+	memory int64 // 0: no limit
 	log    *slog.Logger
 }
 
@@ -72,10 +86,16 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.Scope == "" {
 		return nil, errors.New("docker backend: scope: required")
 	}
+	user := cmp.Or(cfg.User, watchdog.RunnerUser)
+	if name, _, _ := strings.Cut(user, ":"); name == "0" || name == "root" {
+		return nil, fmt.Errorf("docker backend: user: %q is root; the containers run as an unprivileged user", user)
+	}
 	b := &Backend{
 		api:    cfg.Client,
 		scope:  cfg.Scope,
 		driver: cmp.Or(cfg.GPUDriver, "nvidia"),
+		user:   user,
+		memory: max(cmp.Or(cfg.Memory, DefaultMemory), 0),
 		log:    cmp.Or(cfg.Logger, slog.Default()).With("component", "docker"),
 	}
 	if b.api == nil {
@@ -141,24 +161,29 @@ func (b *Backend) containerConfig(spec watchdog.Spec) (*container.Config, *conta
 		Image:  spec.Image,
 		Env:    spec.Env,
 		Labels: labels,
+		User:   b.user,
 	}
 	if spec.StopTimeout > 0 {
 		secs := int((spec.StopTimeout + time.Second - 1) / time.Second)
 		cfg.StopTimeout = &secs
 	}
+	memory := cmp.Or(spec.MemoryBytes, b.memory)
 	host := &container.HostConfig{
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 		CapDrop:       []string{"ALL"},
 		SecurityOpt:   []string{"no-new-privileges"},
+		// The runner writes only to the model cache (a volume) and /tmp.
+		ReadonlyRootfs: true,
+		Tmpfs:          map[string]string{"/tmp": tmpfsTmp},
 		// Keep the runner's output for Logs after exit, bounded.
 		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "2"}},
 		Resources: container.Resources{
 			NanoCPUs: spec.NanoCPUs,
-			Memory:   spec.MemoryBytes,
+			Memory:   memory,
 		},
 	}
-	if spec.MemoryBytes > 0 {
-		host.MemorySwap = spec.MemoryBytes // no swap beyond the limit
+	if memory > 0 {
+		host.MemorySwap = memory // no swap beyond the limit
 	}
 	if spec.PidsLimit > 0 {
 		pids := spec.PidsLimit
@@ -176,7 +201,7 @@ func (b *Backend) containerConfig(spec watchdog.Spec) (*container.Config, *conta
 	}
 	for _, m := range spec.Mounts {
 		mt := mount.Mount{Target: m.Target, ReadOnly: m.ReadOnly}
-		if m.Volume != "" {
+		if m.Volume != "" || m.Source == "" { // no source: an anonymous volume
 			mt.Type, mt.Source = mount.TypeVolume, m.Volume
 		} else {
 			mt.Type, mt.Source = mount.TypeBind, m.Source

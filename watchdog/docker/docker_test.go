@@ -105,9 +105,9 @@ func TestContainerConfig(t *testing.T) {
 		t.Errorf("hardening: cap drop %v security %v", host.CapDrop, host.SecurityOpt)
 	}
 
-	// No limits, no GPUs, a named network.
+	// No limits (the default memory limit), no GPUs, a named network.
 	cfg, host = b.containerConfig(watchdog.Spec{Name: "x", Image: "i", Network: "pero-net"})
-	if host.PidsLimit != nil || host.Memory != 0 || host.MemorySwap != 0 || host.DeviceRequests != nil ||
+	if host.PidsLimit != nil || host.Memory != DefaultMemory || host.MemorySwap != DefaultMemory || host.DeviceRequests != nil ||
 		host.NetworkMode != "pero-net" || cfg.StopTimeout != nil {
 		t.Errorf("defaults: %+v %+v", cfg, host)
 	}

@@ -140,11 +140,16 @@ func (b *Backend) serviceSpec(spec watchdog.Spec) swarm.ServiceSpec {
 	}
 	labels[watchdog.LabelScope] = b.scope
 	one := uint64(1)
+	// Hardened as on one host (package docker): an unprivileged user that cannot gain privileges,
+	// a read-only root filesystem with a small writable /tmp.
 	cs := &swarm.ContainerSpec{
 		Image:          spec.Image,
 		Env:            spec.Env,
 		Labels:         labels,
+		User:           watchdog.RunnerUser,
+		ReadOnly:       true,
 		CapabilityDrop: []string{"ALL"},
+		Privileges:     &swarm.Privileges{NoNewPrivileges: true},
 	}
 	if spec.StopTimeout > 0 {
 		d := spec.StopTimeout
@@ -152,13 +157,15 @@ func (b *Backend) serviceSpec(spec watchdog.Spec) swarm.ServiceSpec {
 	}
 	for _, m := range spec.Mounts {
 		mt := mount.Mount{Target: m.Target, ReadOnly: m.ReadOnly}
-		if m.Volume != "" {
+		if m.Volume != "" || m.Source == "" { // no source: an anonymous volume
 			mt.Type, mt.Source = mount.TypeVolume, m.Volume
 		} else {
 			mt.Type, mt.Source = mount.TypeBind, m.Source
 		}
 		cs.Mounts = append(cs.Mounts, mt)
 	}
+	cs.Mounts = append(cs.Mounts, mount.Mount{Type: mount.TypeTmpfs, Target: "/tmp",
+		TmpfsOptions: &mount.TmpfsOptions{SizeBytes: 64 << 20, Mode: 0o1777}})
 	res := &swarm.ResourceRequirements{
 		Limits: &swarm.Limit{NanoCPUs: spec.NanoCPUs, MemoryBytes: spec.MemoryBytes, Pids: spec.PidsLimit},
 	}

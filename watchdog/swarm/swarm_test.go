@@ -84,7 +84,7 @@ func TestServiceSpec(t *testing.T) {
 	if len(tt.Networks) != 1 || tt.Networks[0].Target != "host" {
 		t.Errorf("networks: %+v", tt.Networks)
 	}
-	if *tt.ContainerSpec.StopGracePeriod != 35*time.Second || len(tt.ContainerSpec.Mounts) != 2 ||
+	if *tt.ContainerSpec.StopGracePeriod != 35*time.Second || len(tt.ContainerSpec.Mounts) != 3 || // and /tmp
 		tt.ContainerSpec.Mounts[1].Type != "bind" || !tt.ContainerSpec.Mounts[1].ReadOnly {
 		t.Errorf("container spec: %+v", tt.ContainerSpec)
 	}
