@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
 	"go.uber.org/goleak"
 
 	"github.com/pero-worker/pero-worker/function"
@@ -89,7 +88,7 @@ func newEnv(t *testing.T, settings zookeeper.Settings, config string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		deleteTree(e.zk.Conn(), e.top)
+		testenv.DeleteTree(e.zk.Conn(), e.top)
 		e.zk.Close()
 	})
 	e.mq, err = rabbitmq.Dial(ctx, rabbitmq.Config{URLs: []string{amqpURL}})
@@ -116,17 +115,6 @@ func newEnv(t *testing.T, settings zookeeper.Settings, config string) *env {
 		}
 	}
 	return e
-}
-
-func deleteTree(c *zk.Conn, p string) {
-	kids, _, err := c.Children(p)
-	if err != nil {
-		return
-	}
-	for _, k := range kids {
-		deleteTree(c, p+"/"+k)
-	}
-	_ = c.Delete(p, -1)
 }
 
 // vars is the runner's environment for this test, plus extra KEY=value pairs.
@@ -316,18 +304,6 @@ func (e *env) ready(queue string) int {
 		e.t.Fatal(err)
 	}
 	return info.Ready
-}
-
-// eventually polls cond until it holds or the time is up.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // waitResult waits for the runner to end.

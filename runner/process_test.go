@@ -220,7 +220,7 @@ func TestProcessSIGTERMFinishesBatchAndRequeuesRest(t *testing.T) {
 	}
 	took := time.Since(t0)
 	// The batch in progress completed: exactly two batches went out, the rest is back.
-	eventually(t, 10*time.Second, "two batches out and the rest back in the queue", func() bool {
+	testenv.Eventually(t, 10*time.Second, "two batches out and the rest back in the queue", func() bool {
 		return out.count() == 2*batch && e.ready(e.stage) == n-2*batch
 	})
 	if took > 2*time.Second {

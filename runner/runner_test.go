@@ -37,7 +37,7 @@ func TestPipeline200MessagesNoop(t *testing.T) {
 
 	// While it runs, its status node says so.
 	var st Status
-	eventually(t, 10*time.Second, "status node in state running", func() bool {
+	testenv.Eventually(t, 10*time.Second, "status node in state running", func() bool {
 		data, _, err := e.zk.Conn().Get(StatusPath(e.root, e.stage, "c-200"))
 		return err == nil && json.Unmarshal(data, &st) == nil && st.State == StateRunning
 	})
@@ -263,7 +263,7 @@ func TestRedeliveryIsCountedAndEndsInDeadLetterQueue(t *testing.T) {
 		t.Errorf("dead-lettered %s, want %s", got.GetUuid(), worn.GetUuid())
 	}
 	// Every record is gone once the outcomes are settled.
-	eventually(t, 10*time.Second, "suspect records removed", func() bool {
+	testenv.Eventually(t, 10*time.Second, "suspect records removed", func() bool {
 		kids, _, err := e.zk.Conn().Children(SuspectsPath(e.root, e.stage))
 		return err == nil && len(kids) == 0
 	})
@@ -334,7 +334,7 @@ func TestExitRules(t *testing.T) {
 			t.Fatalf("%+v %v", res, err)
 		}
 		out.waitFor(t, 4, 10*time.Second)
-		eventually(t, 10*time.Second, "the rest back in the queue", func() bool { return e.ready(e.stage) == 3 })
+		testenv.Eventually(t, 10*time.Second, "the rest back in the queue", func() bool { return e.ready(e.stage) == 3 })
 		if out.count() != 4 {
 			t.Errorf("out %d, want 4", out.count())
 		}
@@ -471,14 +471,14 @@ func TestStopFinishesBatchAndHandsBackTheRest(t *testing.T) {
 	e.publishPages("1", "2", "3", "4", "5", "6", "7", "8", "9", "10")
 	r := e.runner(slowCounting(100*time.Millisecond, &done), "PERO_IDLE_TIMEOUT=1m", "PERO_GRACE_PERIOD=10s")
 	e.startRunner(r)
-	eventually(t, 10*time.Second, "first page processed", func() bool { return done.Load() >= 1 })
+	testenv.Eventually(t, 10*time.Second, "first page processed", func() bool { return done.Load() >= 1 })
 	r.Stop()
 	res, err := r.Wait()
 	if err != nil || res.Reason != ReasonStopped {
 		t.Fatalf("%+v %v", res, err)
 	}
 	out.waitFor(t, 4, 10*time.Second)
-	eventually(t, 10*time.Second, "the rest back in the queue", func() bool { return e.ready(e.stage) == 6 })
+	testenv.Eventually(t, 10*time.Second, "the rest back in the queue", func() bool { return e.ready(e.stage) == 6 })
 	if out.count() != 4 {
 		t.Errorf("out %d: the batch in progress (4) must complete, nothing else", out.count())
 	}
@@ -493,13 +493,13 @@ func TestGracePeriodCancelsBatchAndHandsItBack(t *testing.T) {
 	e.publishPages("1", "2", "3", "4")
 	r := e.runner(slowCounting(time.Second, &done), "PERO_IDLE_TIMEOUT=1m", "PERO_GRACE_PERIOD=300ms")
 	e.startRunner(r)
-	eventually(t, 10*time.Second, "first page processed", func() bool { return done.Load() >= 1 })
+	testenv.Eventually(t, 10*time.Second, "first page processed", func() bool { return done.Load() >= 1 })
 	r.Stop()
 	if _, err := r.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	// The finished pages went on; the cancelled ones are back in the queue, not failed.
-	eventually(t, 10*time.Second, "the cancelled pages back in the queue", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the cancelled pages back in the queue", func() bool {
 		return out.count()+e.ready(e.stage) == 4
 	})
 	for _, m := range out.all() {
@@ -622,7 +622,7 @@ func TestReconnectsAfterLosingTheBroker(t *testing.T) {
 	r := e.runner(nil, "PERO_CONTAINER_ID=reconnect", "PERO_IDLE_TIMEOUT=1s")
 	e.startRunner(r)
 	out.waitFor(t, 8, 20*time.Second)
-	eventually(t, 20*time.Second, "the runner's connection closed by the broker", func() bool {
+	testenv.Eventually(t, 20*time.Second, "the runner's connection closed by the broker", func() bool {
 		return e.closeConnections("pero-runner "+e.stage+" reconnect") > 0
 	})
 	msgs := out.waitFor(t, len(ids), 60*time.Second)

@@ -57,7 +57,7 @@ func TestBenchScale(t *testing.T) {
 	}})
 	b := w.dockerBackend()
 	wd := w.watchdog("wd-bench", b, func(c *watchdog.Config) { c.Logger = quiet() })
-	eventually(t, 10*time.Second, "watchdog leads", wd.Leader)
+	testenv.Eventually(t, 10*time.Second, "watchdog leads", wd.Leader)
 
 	results, err := w.mq.Consume(ctxFor(t, time.Hour), out, 100)
 	if err != nil {
@@ -83,7 +83,7 @@ func TestBenchScale(t *testing.T) {
 	var started, consuming, result, coldWatchdog, coldBare []time.Duration
 	for round := range rounds {
 		// Idle: no container of the stage left.
-		eventually(t, 60*time.Second, "the stage is idle", func() bool {
+		testenv.Eventually(t, 60*time.Second, "the stage is idle", func() bool {
 			list, err := b.List(ctxFor(t, 10*time.Second))
 			return err == nil && len(list) == 0
 		})
@@ -134,7 +134,7 @@ func TestBenchScale(t *testing.T) {
 		}
 		done = firstResult(60 * time.Second)
 		coldBare = append(coldBare, done.Sub(start))
-		eventually(t, 60*time.Second, "the bare container exits", func() bool {
+		testenv.Eventually(t, 60*time.Second, "the bare container exits", func() bool {
 			return exec.Command("docker", "inspect", name).Run() != nil
 		})
 	}

@@ -26,12 +26,12 @@ func TestBacklogDrains(t *testing.T) {
 	}})
 	b := w.dockerBackend()
 	wd := w.watchdog("wd-a", b, nil)
-	eventually(t, 10*time.Second, "watchdog leads", wd.Leader)
+	testenv.Eventually(t, 10*time.Second, "watchdog leads", wd.Leader)
 	s := startSampler(t, b)
 
 	published := time.Now()
 	w.publish(stage, out, 100)
-	eventually(t, 30*time.Second, "a container appears", func() bool { _, ok := s.firstSeen(stage); return ok })
+	testenv.Eventually(t, 30*time.Second, "a container appears", func() bool { _, ok := s.firstSeen(stage); return ok })
 	first, _ := s.firstSeen(stage)
 	reaction := first.Sub(published)
 	t.Logf("first container %s after publishing", reaction.Round(time.Millisecond))
@@ -41,7 +41,7 @@ func TestBacklogDrains(t *testing.T) {
 		t.Errorf("first container after %s, want within %s", reaction, limit)
 	}
 
-	eventually(t, 120*time.Second, "the backlog is processed", func() bool { return w.ready(out) == 100 })
+	testenv.Eventually(t, 120*time.Second, "the backlog is processed", func() bool { return w.ready(out) == 100 })
 	t.Logf("100 messages through %s in %s", stage, time.Since(published).Round(time.Millisecond))
 	if n := w.ready(stage); n != 0 {
 		t.Errorf("%d messages left in the stage queue", n)
@@ -92,20 +92,20 @@ func TestLeaderFailover(t *testing.T) {
 		return st.Watchdog
 	}
 	a := w.startProcess(bin, "wd-a")
-	eventually(t, 30*time.Second, "wd-a leads", func() bool { return leader() == "wd-a" })
+	testenv.Eventually(t, 30*time.Second, "wd-a leads", func() bool { return leader() == "wd-a" })
 	w.startProcess(bin, "wd-b")
 	b := w.dockerBackend()
 	s := startSampler(t, b)
 
 	w.publish(stage, out, 120)
-	eventually(t, 30*time.Second, "3 containers run", func() bool { return s.aliveOf(stage) == 3 })
+	testenv.Eventually(t, 30*time.Second, "3 containers run", func() bool { return s.aliveOf(stage) == 3 })
 	// `pero status` shows them, from the status the leader publishes.
-	eventually(t, 10*time.Second, "pero status shows 3 containers", func() bool {
+	testenv.Eventually(t, 10*time.Second, "pero status shows 3 containers", func() bool {
 		out := w.peroStatus()
 		return containersColumn(out, stage) == "3" && strings.Contains(out, "watchdog wd-a leads")
 	})
 	a.kill()
-	took := eventually(t, 30*time.Second, "wd-b leads", func() bool { return leader() == "wd-b" })
+	took := testenv.Eventually(t, 30*time.Second, "wd-b leads", func() bool { return leader() == "wd-b" })
 	t.Logf("wd-b leads %s after wd-a was killed (session timeout 4s)", took.Round(time.Millisecond))
 	// The session timeout, then one poll to publish the status.
 	if limit := 4*time.Second + 3*time.Second; took > limit {
@@ -115,7 +115,7 @@ func TestLeaderFailover(t *testing.T) {
 		t.Errorf("the containers did not outlive their watchdog")
 	}
 
-	eventually(t, 120*time.Second, "the backlog is processed", func() bool { return w.ready(out) == 120 })
+	testenv.Eventually(t, 120*time.Second, "the backlog is processed", func() bool { return w.ready(out) == 120 })
 	w.waitReaped(b, 60*time.Second)
 	s.halt()
 	if s.max[stage] > 3 {
@@ -143,7 +143,7 @@ func TestFailingImageBacksOff(t *testing.T) {
 		c.Runner.Env = append(c.Runner.Env, "PROBE_EXIT=1", "PROBE_LINES=3")
 		c.Backoff = watchdog.BackoffPolicy{Base: time.Second, Max: 8 * time.Second}
 	})
-	eventually(t, 10*time.Second, "watchdog leads", wd.Leader)
+	testenv.Eventually(t, 10*time.Second, "watchdog leads", wd.Leader)
 	s := startSampler(t, b)
 	w.publish(stage, out, 200) // 200 s of work at the default 1 s per message: 4 containers
 
@@ -197,12 +197,12 @@ func TestPrioritiesShareCapacity(t *testing.T) {
 		c.CPUSlots = 2
 		c.Policy.AgingInterval = time.Second
 	})
-	eventually(t, 10*time.Second, "watchdog leads", wd.Leader)
+	testenv.Eventually(t, 10*time.Second, "watchdog leads", wd.Leader)
 	s := startSampler(t, b)
 	w.publish(hi, out, 100)
 	w.publish(lo, out, 10)
 
-	eventually(t, 180*time.Second, "both backlogs are processed", func() bool { return w.ready(out) == 110 })
+	testenv.Eventually(t, 180*time.Second, "both backlogs are processed", func() bool { return w.ready(out) == 110 })
 	w.waitReaped(b, 60*time.Second)
 	s.halt()
 	if s.total > 2 {
@@ -241,14 +241,14 @@ func TestSwarmBackendDrains(t *testing.T) {
 	}
 	t.Cleanup(func() { sb.Close() })
 	wd := w.watchdog("wd-s", sb, func(c *watchdog.Config) { c.Backend = "swarm" })
-	eventually(t, 10*time.Second, "watchdog leads", wd.Leader)
+	testenv.Eventually(t, 10*time.Second, "watchdog leads", wd.Leader)
 	s := startSampler(t, sb)
 	published := time.Now()
 	w.publish(stage, out, 60)
-	eventually(t, 30*time.Second, "a service appears", func() bool { _, ok := s.firstSeen(stage); return ok })
+	testenv.Eventually(t, 30*time.Second, "a service appears", func() bool { _, ok := s.firstSeen(stage); return ok })
 	first, _ := s.firstSeen(stage)
 	t.Logf("first service %s after publishing", first.Sub(published).Round(time.Millisecond))
-	eventually(t, 120*time.Second, "the backlog is processed", func() bool { return w.ready(out) == 60 })
+	testenv.Eventually(t, 120*time.Second, "the backlog is processed", func() bool { return w.ready(out) == 60 })
 	w.waitReaped(sb, 60*time.Second)
 	s.halt()
 	launched := s.launched(stage)

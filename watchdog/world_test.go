@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
 	"go.uber.org/goleak"
 
 	"github.com/pero-worker/pero-worker/cli"
@@ -92,7 +91,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		deleteTree(w.store.Conn(), w.top)
+		testenv.DeleteTree(w.store.Conn(), w.top)
 		w.store.Close()
 	})
 	w.mq, err = rabbitmq.Dial(ctx, rabbitmq.Config{URLs: []string{w.amqpURL}})
@@ -147,17 +146,6 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-func deleteTree(c *zk.Conn, p string) {
-	kids, _, err := c.Children(p)
-	if err != nil {
-		return
-	}
-	for _, k := range kids {
-		deleteTree(c, p+"/"+k)
-	}
-	_ = c.Delete(p, -1)
 }
 
 // stage creates a stage and declares its queue (and dead-letter queue), removed after the test.
@@ -308,19 +296,6 @@ func (w *world) watchdog(id string, b watchdog.Backend, mod func(*watchdog.Confi
 // status reads what the leading watchdog publishes.
 func (w *world) status() (status.Status, error) {
 	return status.Read(ctxFor(w.t, 5*time.Second), w.store.Conn(), w.root)
-}
-
-// eventually polls cond every 50 ms until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return time.Since(start)
 }
 
 // sampler lists the scope's containers continuously and keeps what the tests check: the most

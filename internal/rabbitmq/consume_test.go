@@ -83,7 +83,7 @@ func TestConsumerCancel(t *testing.T) {
 	defer cons.Close()
 	d := receive(t, cons)
 	// Let the second prefetched message reach the client before cancelling.
-	eventually(t, 10*time.Second, "two messages taken", func() bool {
+	testenv.Eventually(t, 10*time.Second, "two messages taken", func() bool {
 		info, err := c.Inspect(ctx, stage)
 		return err == nil && info.Ready == 3
 	})

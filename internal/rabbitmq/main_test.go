@@ -124,20 +124,6 @@ func mgmtCall(t *testing.T, method, path string, out any) int {
 	return resp.StatusCode
 }
 
-// eventually polls cond until it holds, failing the test after timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
-}
-
 // receive waits for the next delivery.
 func receive(t *testing.T, cons *Consumer) *Delivery {
 	t.Helper()

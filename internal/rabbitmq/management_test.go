@@ -26,7 +26,7 @@ func TestManagementQueueStats(t *testing.T) {
 	d := receive(t, cons)
 	// The management figures refresh every few seconds.
 	var st QueueStats
-	eventually(t, 30*time.Second, "1 unacked in the management API", func() bool {
+	testenv.Eventually(t, 30*time.Second, "1 unacked in the management API", func() bool {
 		st, err = m.QueueStats(ctx, stage)
 		if err != nil {
 			t.Fatalf("QueueStats: %v", err)

@@ -130,7 +130,7 @@ type apiConnection struct {
 func findConnection(t *testing.T, name string) string {
 	t.Helper()
 	var found string
-	eventually(t, 30*time.Second, "connection "+name+" in the management API", func() bool {
+	testenv.Eventually(t, 30*time.Second, "connection "+name+" in the management API", func() bool {
 		var conns []apiConnection
 		mgmtCall(t, "GET", "/api/connections?columns=name,user_provided_name", &conns)
 		for _, c := range conns {

@@ -44,7 +44,7 @@ func (s *system) runners(stage string) map[string]runner.Status {
 func (s *system) midBatch(stage string, batches int64, within time.Duration) string {
 	s.t.Helper()
 	var name string
-	eventually(s.t, within, "a runner in the middle of a batch", func() bool {
+	testenv.Eventually(s.t, within, "a runner in the middle of a batch", func() bool {
 		for n, st := range s.runners(stage) {
 			if st.State == runner.StateRunning && st.InFlight > 0 && st.Batches >= batches {
 				name = n
@@ -87,7 +87,7 @@ func TestKill9ContainerMidBatch(t *testing.T) {
 	}
 	s.atMost(stage, 2)
 	// The watchdog saw the kill (exit 137) and reaped the container.
-	eventually(t, 10*time.Second, "the watchdog reports the killed container", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the watchdog reports the killed container", func() bool {
 		return len(wd.lines("container failed", victim, "exit_code=137")) == 1
 	})
 	for _, c := range s.containers() {
@@ -111,7 +111,7 @@ func TestRabbitMQRestart(t *testing.T) {
 	stage := s.sleepStage(0.25, batch, most)
 	wd := s.watchdog("wd-a")
 	ids := s.publish(n, stage, out)
-	eventually(t, 60*time.Second, "processing under way", func() bool { return s.readyOr(out) >= 12 })
+	testenv.Eventually(t, 60*time.Second, "processing under way", func() bool { return s.readyOr(out) >= 12 })
 
 	down := time.Now()
 	s.svc.do(t, "stop", "rabbitmq")
@@ -140,21 +140,21 @@ func TestZooKeeperRestart(t *testing.T) {
 	wd := s.watchdog("wd-a")
 	s.leads("wd-a", 30*time.Second)
 	ids := s.publish(n, stage, out)
-	eventually(t, 60*time.Second, "processing under way", func() bool { return s.readyOr(out) >= 12 })
+	testenv.Eventually(t, 60*time.Second, "processing under way", func() bool { return s.readyOr(out) >= 12 })
 
 	s.svc.do(t, "stop", "zookeeper")
 	time.Sleep(6 * time.Second) // beyond the watchdog's session timeout (4s)
 	s.svc.do(t, "start", "zookeeper")
 	back := time.Now()
 	// It publishes its status again, so it leads again.
-	eventually(t, 30*time.Second, "the watchdog leads again", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the watchdog leads again", func() bool {
 		st, err := s.status()
 		return err == nil && st.Watchdog == "wd-a" && st.Updated.After(back)
 	})
 
 	// The first containers finish the backlog and exit; new pages need new containers, which
 	// only a watchdog that recovered launches.
-	eventually(t, 60*time.Second, "the first containers exit", func() bool { return s.alive() == 0 })
+	testenv.Eventually(t, 60*time.Second, "the first containers exit", func() bool { return s.alive() == 0 })
 	ids = append(ids, s.publish(40, stage, out)...)
 
 	acc := s.settle(ids, out, []string{stage}, 0, 180*time.Second)
@@ -229,14 +229,14 @@ func TestFTPDownWhileContainersStart(t *testing.T) {
 	wd := s.watchdog("wd-a")
 	ids := s.publish(30, stage, out)
 
-	eventually(t, 60*time.Second, "a container fails for want of the file server", func() bool {
+	testenv.Eventually(t, 60*time.Second, "a container fails for want of the file server", func() bool {
 		return len(wd.lines("container failed", "exit_code=3")) > 0
 	})
 	failed := wd.lines("container failed", "exit_code=3")[0]
 	if !strings.Contains(failed, s.svc.ftpAddr()) || !strings.Contains(failed, "connection refused") {
 		t.Errorf("the failure does not say which server refused: %s", failed)
 	}
-	eventually(t, 10*time.Second, "the stage backs off", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the stage backs off", func() bool {
 		st, err := s.status()
 		if err != nil {
 			return false
@@ -297,7 +297,7 @@ func TestModelCacheDiskFull(t *testing.T) {
 	wd := s.watchdog("wd-a", "PERO_CACHE_VOLUME="+volume)
 	ids := s.publish(20, stage, out)
 
-	eventually(t, 60*time.Second, "a container fails for want of space", func() bool {
+	testenv.Eventually(t, 60*time.Second, "a container fails for want of space", func() bool {
 		return len(wd.lines("container failed", "exit_code=4")) > 0
 	})
 	if l := wd.lines("container failed", "exit_code=4")[0]; !strings.Contains(l, "no space left on device") {
@@ -358,11 +358,11 @@ func TestZooKeeperSessionExpiry(t *testing.T) {
 	}
 	thawed := time.Now()
 
-	eventually(t, 30*time.Second, "the runner's status node back under a new session", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the runner's status node back under a new session", func() bool {
 		_, st, err := s.store.Conn().Get(node)
 		return err == nil && st.EphemeralOwner != before.EphemeralOwner
 	})
-	eventually(t, 30*time.Second, "the watchdog leads again", func() bool {
+	testenv.Eventually(t, 30*time.Second, "the watchdog leads again", func() bool {
 		st, err := s.status()
 		return err == nil && st.Watchdog == "wd-a" && st.Updated.After(thawed)
 	})

@@ -84,8 +84,8 @@ func TestBenchLoad(t *testing.T) {
 	start := time.Now()
 	ids := s.publish(n, first, second, out)
 	published := time.Since(start)
-	eventually(t, 30*time.Minute, fmt.Sprintf("%d pages in the output", n), func() bool { return count() >= n })
-	eventually(t, 2*time.Minute, "every container gone", func() bool { return s.alive() == 0 })
+	testenv.Eventually(t, 30*time.Minute, fmt.Sprintf("%d pages in the output", n), func() bool { return count() >= n })
+	testenv.Eventually(t, 2*time.Minute, "every container gone", func() bool { return s.alive() == 0 })
 	_ = cons.Close()
 	<-done
 	mem.halt()

@@ -106,7 +106,7 @@ func TestContainersRunHardened(t *testing.T) {
 	s.watchdog("wd-a")
 	ids := s.publish(20, stage, out)
 	var name string
-	eventually(t, 60*time.Second, "a runner consuming", func() bool {
+	testenv.Eventually(t, 60*time.Second, "a runner consuming", func() bool {
 		for n, st := range s.runners(stage) {
 			if st.State == "running" {
 				name = n

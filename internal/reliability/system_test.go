@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
-
 	"github.com/pero-worker/pero-worker/internal/message"
 	"github.com/pero-worker/pero-worker/internal/rabbitmq"
 	"github.com/pero-worker/pero-worker/internal/testenv"
@@ -152,7 +150,7 @@ func newSystem(t *testing.T) *system {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		deleteTree(s.store.Conn(), s.top)
+		testenv.DeleteTree(s.store.Conn(), s.top)
 		s.store.Close()
 	})
 	s.mq, err = rabbitmq.DialWithRecovery(ctx, rabbitmq.Config{Addrs: []string{svc.mqAddr()}, User: svc.user,
@@ -482,7 +480,7 @@ func (p *process) lines(words ...string) []string {
 // leads waits until the watchdog id publishes the status as the leader.
 func (s *system) leads(id string, within time.Duration) {
 	s.t.Helper()
-	eventually(s.t, within, "watchdog "+id+" leads", func() bool {
+	testenv.Eventually(s.t, within, "watchdog "+id+" leads", func() bool {
 		st, err := s.status()
 		return err == nil && st.Watchdog == id
 	})
@@ -504,18 +502,6 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// eventually polls cond every 100 ms until it holds, failing the test after d.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // letter is a message taken from an output or dead-letter queue.
@@ -575,14 +561,14 @@ type account struct {
 func (s *system) settle(ids []string, out string, stages []string, maxDups int, within time.Duration) account {
 	s.t.Helper()
 	start := time.Now()
-	eventually(s.t, within, fmt.Sprintf("%d pages reach a terminal state", len(ids)), func() bool {
+	testenv.Eventually(s.t, within, fmt.Sprintf("%d pages reach a terminal state", len(ids)), func() bool {
 		n := s.readyOr(out)
 		for _, st := range stages {
 			n += s.readyOr(rabbitmq.DeadLetterQueue(st))
 		}
 		return n >= len(ids)
 	})
-	eventually(s.t, within, "stage queues empty and every container gone", func() bool {
+	testenv.Eventually(s.t, within, "stage queues empty and every container gone", func() bool {
 		for _, st := range stages {
 			if s.readyOr(st) != 0 {
 				return false
@@ -673,15 +659,4 @@ func removeScope(scope string) {
 	if ids := strings.Fields(string(out)); len(ids) > 0 {
 		_ = exec.Command("docker", append([]string{"rm", "-f", "-v"}, ids...)...).Run()
 	}
-}
-
-func deleteTree(c *zk.Conn, p string) {
-	kids, _, err := c.Children(p)
-	if err != nil {
-		return
-	}
-	for _, k := range kids {
-		deleteTree(c, p+"/"+k)
-	}
-	_ = c.Delete(p, -1)
 }

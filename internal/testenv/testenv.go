@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-zookeeper/zk"
 )
 
 // Development defaults, the same as scripts/services.sh.
@@ -168,4 +170,30 @@ func TLSConfig(t testing.TB) *tls.Config {
 		t.Fatalf("test CA holds no certificate")
 	}
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// Eventually polls cond every 50 ms until it holds, failing the test when d passes first. It
+// returns how long it waited.
+func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// DeleteTree removes the znode p and everything below it, ignoring errors (test clean-up).
+func DeleteTree(c *zk.Conn, p string) {
+	kids, _, err := c.Children(p)
+	if err != nil {
+		return
+	}
+	for _, k := range kids {
+		DeleteTree(c, p+"/"+k)
+	}
+	_ = c.Delete(p, -1)
 }
