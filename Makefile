@@ -121,7 +121,7 @@ bench-scale: ## Watchdog reaction and container cold start against a bare docker
 LOAD_PAGES ?= 10000
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz target of the module for $(FUZZTIME) each (CI runs FUZZTIME=3s)
+fuzz: ## Run every fuzz target of the module for $(FUZZTIME) each (CI runs FUZZTIME=500x)
 	@set -eo pipefail; for file in $$(grep -rl --include='*_test.go' --exclude-dir=.services --exclude-dir=out '^func Fuzz' . | sort); do \
 		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$file"); do \
 			echo "fuzz $$target ($$(dirname "$$file"), $(FUZZTIME))"; \
