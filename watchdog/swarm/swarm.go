@@ -32,6 +32,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pero-worker/pero-worker/watchdog/internal/engine"
+
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -46,7 +48,7 @@ import (
 var _ watchdog.Backend = (*Backend)(nil)
 
 // ErrUnreachable: the engine did not answer when the backend was made.
-var ErrUnreachable = errors.New("docker engine unreachable")
+var ErrUnreachable = engine.ErrUnreachable
 
 // API is the subset of the Docker client the backend uses.
 type API interface {
@@ -92,19 +94,10 @@ func New(cfg Config) (*Backend, error) {
 		log:     cmp.Or(cfg.Logger, slog.Default()).With("component", "swarm"),
 	}
 	if b.api == nil {
-		c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+		c, err := engine.Dial()
 		if err != nil {
-			return nil, fmt.Errorf("swarm backend: client: %w", err)
+			return nil, fmt.Errorf("swarm backend: %w", err)
 		}
-		// Negotiate now: the client reads its version unguarded in some calls, so negotiating
-		// lazily, under concurrent first calls, races.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := c.Ping(ctx); err != nil {
-			_ = c.Close()
-			return nil, fmt.Errorf("swarm backend: %w: %w", ErrUnreachable, err)
-		}
-		c.NegotiateAPIVersion(ctx)
 		b.api, b.owned = c, c
 	}
 	return b, nil
