@@ -26,8 +26,11 @@ demo: ## Pages in, OCR text out: builds, starts the services, runs a watchdog an
 	scripts/demo.sh
 
 .PHONY: test
-test: ## Run unit, integration and end-to-end tests (needs `make services`)
+test: ## Run unit, integration and end-to-end tests (needs `make services`), and the training smoke test when torch is installed
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@if $(PYTHON) -c 'import torch, onnx' 2>/dev/null; then \
+		echo "$(PYTHON) -m unittest discover -s training"; $(PYTHON) -m unittest discover -s training; \
+	else echo "training smoke test skipped: no python3-torch/python3-onnx (training/setup.sh installs them)"; fi
 
 .PHONY: test-short
 test-short: ## Run only the tests that need no services
@@ -67,8 +70,20 @@ FUZZTIME ?= 60s
 TESSERACT_PKGS := tesseract-ocr tesseract-ocr-eng tesseract-ocr-ces tesseract-ocr-deu tesseract-ocr-fra
 
 .PHONY: models
-models: ## Put ONNX Runtime and the PP-OCRv4 models in models/ (copied from ../shared/assets, else downloaded; sha256 checked)
+models: ## Put ONNX Runtime and the OCR models in models/ (PP-OCRv4 copied from ../shared/assets, else downloaded; sha256 checked)
 	scripts/models.sh
+
+# --- the recognizer: training from scratch (Debian's python3-torch), export to training/model ---
+PYTHON ?= /usr/bin/python3
+TRAIN_DIR ?= training/runs/latin
+TRAIN_STEPS ?= 5500
+TRAIN_MINUTES ?= 0
+
+.PHONY: train-recognizer
+train-recognizer: ## Train the recognizer from scratch or resume it (TRAIN_STEPS, TRAIN_MINUTES=0: no limit), then export it to training/model
+	training/setup.sh
+	$(PYTHON) training/train.py --out $(TRAIN_DIR) --steps $(TRAIN_STEPS) --minutes $(TRAIN_MINUTES)
+	$(PYTHON) training/export.py --checkpoint $(TRAIN_DIR)/checkpoint.pt --out training/model
 
 .PHONY: bench-ocr
 bench-ocr: models build ## OCR accuracy and speed against tesseract on $(CORPUS) (installs tesseract when missing)
@@ -109,7 +124,7 @@ image-watchdog: ## Build the watchdog image offline, FROM scratch (WATCHDOG_IMAG
 	images/watchdog/build.sh -t $(WATCHDOG_IMAGE)
 
 .PHONY: image-cli
-image-cli: ## Build the CLI image offline, FROM scratch, with the init script and models/pp-ocrv4 (CLI_IMAGE=tag)
+image-cli: ## Build the CLI image offline, FROM scratch, with the init script and models/ocr (CLI_IMAGE=tag)
 	images/cli/build.sh -t $(CLI_IMAGE)
 
 .PHONY: bench-scale

@@ -1,0 +1,62 @@
+"""Smoke test of the training code: a few steps of a tiny model on the
+corpus texts and fonts, a resume, and an export whose class count matches
+the dictionary. Nothing is downloaded.
+
+  /usr/bin/python3 -m unittest discover -s training
+"""
+
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import charset  # noqa: E402
+import train  # noqa: E402
+
+
+class SmokeTest(unittest.TestCase):
+    def setUp(self):
+        self.corpus = train.default_corpus()
+        if not os.path.exists(os.path.join(self.corpus, "GENERATION", "config.json")):
+            if os.environ.get("CI") == "true":
+                self.fail(f"corpus missing at {self.corpus}")
+            self.skipTest("corpus missing (set PERO_CORPUS)")
+
+    def test_charset(self):
+        self.assertEqual(charset.NUM_CLASSES, len(charset.dictionary_text().splitlines()) + 2)
+        self.assertEqual(charset.normalize("Wu\u0364rdig  ge\u2e17 Pﬂicht"), "Würdig ge- Pflicht")
+        self.assertEqual(charset.fold("Meiſter"), "Meister")
+        enc = charset.encode("Größe „x“ ſ")
+        self.assertIsNotNone(enc)
+        self.assertEqual(charset.decode([0] + enc + [0]), "Größe „x“ ſ")
+        self.assertIsNone(charset.encode("中"))
+
+    def test_train_resume_export(self):
+        import export
+        import onnx
+        with tempfile.TemporaryDirectory() as d:
+            run = os.path.join(d, "run")
+            args = ["--corpus", self.corpus, "--out", run, "--small", "--batch", "4", "--workers", "0",
+                    "--eval-every", "2", "--save-every", "2"]
+            self.assertEqual(train.main(args + ["--steps", "2"]), 2)
+            with open(os.path.join(run, "log.tsv")) as f:
+                rows = f.read().splitlines()
+            self.assertEqual(rows[0].split("\t")[:2], ["step", "minutes"])
+            self.assertEqual(len(rows), 2)
+            # A second run resumes from the checkpoint.
+            self.assertEqual(train.main(args + ["--steps", "3"]), 3)
+            out = os.path.join(d, "model")
+            export.main(["--checkpoint", os.path.join(run, "checkpoint.pt"), "--out", out, "--corpus", self.corpus])
+            m = onnx.load(os.path.join(out, "pero-latin-rec.onnx"))
+            dims = m.graph.output[0].type.tensor_type.shape.dim
+            with open(os.path.join(out, "pero-latin.dict"), encoding="utf-8") as f:
+                dict_lines = f.read().splitlines()
+            self.assertEqual(dims[2].dim_value, len(dict_lines) + 2)  # blank and space
+            self.assertEqual(m.graph.input[0].type.tensor_type.shape.dim[2].dim_value, 32)
+            self.assertTrue(os.path.exists(os.path.join(out, "testdata", "samples.json")))
+
+
+if __name__ == "__main__":
+    unittest.main()
