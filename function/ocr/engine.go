@@ -90,12 +90,48 @@ func NewEngine(cfg Config, needs Needs, logger *slog.Logger) (*Engine, error) {
 		if err == nil {
 			e.dict, err = loadDictionary(cfg.Recognize.Dictionary, cfg.Recognize.UseSpaceChar)
 		}
+		if err == nil {
+			e.cfg.Recognize.Height, err = e.checkRecognizer(cfg.Recognize)
+		}
 	}
 	if err != nil {
 		e.Close()
 		return nil, err
 	}
 	return e, nil
+}
+
+// checkRecognizer settles the recognizer's input height (the configured one,
+// else the one the model fixes) and checks, with one run on a blank line,
+// that the model's classes match the dictionary, so that a wrong pairing
+// fails at load rather than on the first page.
+func (e *Engine) checkRecognizer(rc RecognizeConfig) (int, error) {
+	h := rc.Height
+	in := e.rec.inShape
+	if len(in) != 4 {
+		return 0, fmt.Errorf("recognition model %s: input shape %v, want [N 3 H W]", rc.Model, in)
+	}
+	switch {
+	case h == 0 && in[2] > 0:
+		h = int(in[2])
+	case h == 0:
+		return 0, fmt.Errorf("recognition model %s has no fixed input height: set [recognize] height", rc.Model)
+	case in[2] > 0 && int64(h) != in[2]:
+		return 0, fmt.Errorf("[recognize] height = %d but model %s takes lines %d pixels high", h, rc.Model, in[2])
+	}
+	const w = 64
+	_, shape, err := e.rec.run(make([]float32, 3*h*w), []int64{1, 3, int64(h), w})
+	if err != nil {
+		return 0, fmt.Errorf("recognition model %s: test run: %w", rc.Model, err)
+	}
+	if len(shape) != 3 {
+		return 0, fmt.Errorf("recognition model %s: output shape %v, want [N T C]", rc.Model, shape)
+	}
+	if c := int(shape[2]); c != len(e.dict)+1 {
+		return 0, fmt.Errorf("recognition model %s has %d classes but dictionary %s gives %d (+1 blank, use_space_char=%v): the dictionary does not belong to this model",
+			rc.Model, c, rc.Dictionary, len(e.dict), rc.UseSpaceChar)
+	}
+	return h, nil
 }
 
 // Close releases the model sessions.

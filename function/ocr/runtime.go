@@ -74,6 +74,9 @@ type ortSession struct {
 	input   string
 	output  string
 	warning string // set when the requested device could not be used
+	// Declared input and output shapes; -1 (or another negative value)
+	// marks a dynamic dimension.
+	inShape, outShape []int64
 }
 
 func newSession(path string, o sessionOptions) (*ortSession, error) {
@@ -111,7 +114,8 @@ func newSession(path string, o sessionOptions) (*ortSession, error) {
 	if err := opts.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll); err != nil {
 		return nil, fmt.Errorf("session options: %w", err)
 	}
-	s := &ortSession{input: ins[0].Name, output: outs[0].Name}
+	s := &ortSession{input: ins[0].Name, output: outs[0].Name,
+		inShape: ins[0].Dimensions, outShape: outs[0].Dimensions}
 	if dev, ok := strings.CutPrefix(o.device, "cuda"); ok {
 		id := strings.TrimPrefix(dev, ":")
 		if id == "" {

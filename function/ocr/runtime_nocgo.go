@@ -20,7 +20,10 @@ type sessionOptions struct {
 	device  string
 }
 
-type ortSession struct{ warning string }
+type ortSession struct {
+	warning           string
+	inShape, outShape []int64
+}
 
 func newSession(path string, o sessionOptions) (*ortSession, error) { return nil, errNoCgo }
 
