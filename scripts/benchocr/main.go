@@ -1,12 +1,39 @@
 // Command benchocr measures the OCR function against tesseract on the
-// evaluation corpus: CER and WER per corpus group and language, pages per
-// second on one core and on all cores, and peak memory, for both tools in
-// the same run. `make bench-ocr` runs it; see README.md for the table.
+// evaluation corpus (function/ocr/eval: groups pages, lines, real-pages,
+// real-lines): CER and WER per group and language, speed on one core and on
+// all cores, and peak memory, for every tool in the same run. `make
+// bench-ocr` runs it; see README.md for the table.
 //
-// Both tools run as separate processes, one run per group and core count,
+// Tools (-tools, default all three, in this order; the table's columns
+// follow it):
+//
+//   - pero-latin: `pero ocr` with the built-in config, i.e. the project's own
+//     Latin-script recognizer (pero-latin-rec.onnx, pero-latin.dict);
+//   - pp-ocrv4: `pero ocr --config` with a config.ini, written to the work
+//     directory, that selects PP-OCRv4's recognizer
+//     (ch_PP-OCRv4_rec_infer.onnx, ppocr_keys_v1.txt);
+//   - tesseract (skipped when the -tesseract flag is empty).
+//
+// Both pero tools read the models directory <-models>/ocr (make models).
+//
+// The real scans: pero-latin was trained on the line crops of a few real
+// pages, so those pages (-exclude, page ids) are never scored: their
+// real-pages sample and their real-lines crops are dropped, and the groups
+// are reported as "real-pages (held out)" and "real-lines (held out)". Their
+// references are the modernised transcriptions (no long s), so on the real-*
+// groups the long s 'ſ' is folded to 's' in every tool's output before
+// scoring (eval.FoldLongS).
+//
+// Speed: images/s on one core and on all cores, and lines/s on one core:
+// for page groups the number of reference lines (non-blank lines of each
+// page's reference text) over the one-core wall time, so that per-page and
+// per-line speed of all tools stand side by side. -limit N keeps the first N
+// samples of each group for a quick run.
+//
+// Every tool runs as separate processes, one run per group and core count,
 // so that start-up (model loading) and peak RSS are counted as a user sees
-// them. On one core both run single-threaded; on all cores pero ocr runs
-// one process with a worker per core and tesseract one process per core.
+// them. On one core all run single-threaded; on all cores pero ocr runs one
+// process with a worker per core and tesseract one process per core.
 package main
 
 import (
@@ -29,22 +56,60 @@ import (
 	"github.com/pero-worker/pero-worker/function/ocr/eval"
 )
 
+// The tools, in the default column order.
+const (
+	toolLatin     = "pero-latin"
+	toolPPOCR     = "pp-ocrv4"
+	toolTesseract = "tesseract"
+)
+
+// ppocrConfig selects PP-OCRv4's recognizer; paths are relative to --models.
+const ppocrConfig = `[recognize]
+model = ch_PP-OCRv4_rec_infer.onnx
+dictionary = ppocr_keys_v1.txt
+`
+
+// defaultExclude are the real pages whose line crops pero-latin was trained on.
+const defaultExclude = "vd_bankgraf_0076,vd_bankgraf_0077,vd_borrdisc_0018,vd_borrdisc_0019,vd_fiscfrie_0014,vd_fiscfrie_0015"
+
+type options struct {
+	corpus, pero, models, tesseract, out, work string
+	groups, tools, exclude                     []string
+	cores, limit                               int
+}
+
 func main() {
 	var (
-		corpus    = flag.String("corpus", "../shared/corpus/public", "corpus directory (public split layout)")
-		pero      = flag.String("pero", "bin/pero", "pero binary built with cgo (make build)")
-		models    = flag.String("models", "models", "models directory (make models)")
-		groups    = flag.String("groups", "pages,lines,real-pages,real-lines", "corpus groups to run")
-		cores     = flag.Int("cores", runtime.NumCPU(), "the 'all cores' setting")
-		tesseract = flag.String("tesseract", "tesseract", "tesseract binary; empty to skip")
-		out       = flag.String("out", "", "also write the report (markdown) to this file")
-		work      = flag.String("work", "", "scratch directory (default: a temporary one)")
+		o                      options
+		groups, tools, exclude string
 	)
+	flag.StringVar(&o.corpus, "corpus", "../shared/corpus/public", "corpus directory (public split layout)")
+	flag.StringVar(&o.pero, "pero", "bin/pero", "pero binary built with cgo (make build)")
+	flag.StringVar(&o.models, "models", "models", "models directory (make models); pero reads its ocr/ subdirectory")
+	flag.StringVar(&groups, "groups", "pages,lines,real-pages,real-lines", "corpus groups to run")
+	flag.StringVar(&tools, "tools", strings.Join([]string{toolLatin, toolPPOCR, toolTesseract}, ","), "tools to run, in column order: "+toolLatin+", "+toolPPOCR+", "+toolTesseract)
+	flag.StringVar(&exclude, "exclude", defaultExclude, "real page ids never scored (pero-latin was trained on their lines): dropped from real-pages and real-lines")
+	flag.IntVar(&o.limit, "limit", 0, "keep only the first N samples of each group (0: all)")
+	flag.IntVar(&o.cores, "cores", runtime.NumCPU(), "the 'all cores' setting")
+	flag.StringVar(&o.tesseract, "tesseract", "tesseract", "tesseract binary; empty to skip the tesseract tool")
+	flag.StringVar(&o.out, "out", "", "also write the report (markdown) to this file")
+	flag.StringVar(&o.work, "work", "", "scratch directory (default: a temporary one)")
 	flag.Parse()
-	if err := run(*corpus, *pero, *models, *groups, *cores, *tesseract, *out, *work); err != nil {
+	o.groups, o.tools, o.exclude = splitList(groups), splitList(tools), splitList(exclude)
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchocr:", err)
 		os.Exit(1)
 	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // measure is one timed run of a tool over a group.
@@ -55,11 +120,13 @@ type measure struct {
 	note   string
 }
 
-func (m measure) rate() float64 {
-	if m.wall <= 0 {
+func (m measure) rate() float64 { return per(m.n, m.wall) }
+
+func per(n int, d time.Duration) float64 {
+	if d <= 0 {
 		return 0
 	}
-	return float64(m.n) / m.wall.Seconds()
+	return float64(n) / d.Seconds()
 }
 
 type result struct {
@@ -67,32 +134,117 @@ type result struct {
 	speed  map[int]measure         // by core count
 }
 
-func run(corpus, pero, models, groupList string, cores int, tess, outPath, work string) error {
-	samples, err := eval.Load(corpus)
-	if err != nil {
-		return err
+// group is one corpus group as run: its samples after -exclude and -limit.
+type group struct {
+	name     string
+	samples  []eval.Sample
+	lines    int // reference lines
+	excluded int // samples dropped by -exclude
+}
+
+// label is the group's name in the report.
+func (g group) label() string {
+	if g.excluded > 0 {
+		return g.name + " (held out)"
 	}
-	if work == "" {
-		if work, err = os.MkdirTemp("", "benchocr"); err != nil {
-			return err
-		}
-		defer os.RemoveAll(work)
+	return g.name
+}
+
+func realGroup(name string) bool { return strings.HasPrefix(name, "real-") }
+
+// selectGroups splits samples by group, drops the excluded pages from the
+// real-* groups, keeps the first limit samples (0: all) and counts the
+// reference lines. Groups without samples are left out.
+func selectGroups(samples []eval.Sample, names, exclude []string, limit int) []group {
+	ex := map[string]bool{}
+	for _, id := range exclude {
+		ex[id] = true
 	}
 	byGroup := map[string][]eval.Sample{}
 	for _, s := range samples {
 		byGroup[s.Group] = append(byGroup[s.Group], s)
 	}
-	groups := strings.Split(groupList, ",")
-	coreSet := []int{1}
-	if cores > 1 {
-		coreSet = append(coreSet, cores)
-	}
-	tools := []string{"pero"}
-	if tess != "" {
-		if _, err := exec.LookPath(tess); err != nil {
-			return fmt.Errorf("tesseract not found (%v); install tesseract-ocr or pass -tesseract ''", err)
+	var out []group
+	for _, name := range names {
+		g := group{name: name}
+		for _, s := range byGroup[name] {
+			if realGroup(name) && ex[s.PageID()] {
+				g.excluded++
+				continue
+			}
+			if limit > 0 && len(g.samples) >= limit {
+				continue
+			}
+			g.samples = append(g.samples, s)
+			g.lines += s.RefLines()
 		}
-		tools = append(tools, "tesseract")
+		if len(g.samples) == 0 {
+			fmt.Fprintf(os.Stderr, "benchocr: no samples in group %q, skipped\n", name)
+			continue
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+func run(o options) error {
+	if len(o.tools) == 0 {
+		return errors.New("no tools (-tools)")
+	}
+	var tools []string
+	seen := map[string]bool{}
+	for _, t := range o.tools {
+		switch t {
+		case toolLatin, toolPPOCR:
+		case toolTesseract:
+			if o.tesseract == "" {
+				fmt.Fprintln(os.Stderr, "benchocr: -tesseract '': tesseract skipped")
+				continue
+			}
+			if _, err := exec.LookPath(o.tesseract); err != nil {
+				return fmt.Errorf("tesseract not found (%v); install tesseract-ocr, pass -tesseract '' or leave it out of -tools", err)
+			}
+		default:
+			return fmt.Errorf("unknown tool %q in -tools (known: %s, %s, %s)", t, toolLatin, toolPPOCR, toolTesseract)
+		}
+		if !seen[t] {
+			seen[t] = true
+			tools = append(tools, t)
+		}
+	}
+	if len(tools) == 0 {
+		return errors.New("no tools left to run")
+	}
+	samples, err := eval.Load(o.corpus)
+	if err != nil {
+		return err
+	}
+	work := o.work
+	if work == "" {
+		if work, err = os.MkdirTemp("", "benchocr"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(work)
+	} else if err := os.MkdirAll(work, 0o755); err != nil {
+		return err
+	}
+	if work, err = filepath.Abs(work); err != nil {
+		return err
+	}
+	configs := map[string]string{} // pero tool -> --config file ("" = built-in)
+	if seen[toolPPOCR] {
+		configs[toolPPOCR] = filepath.Join(work, toolPPOCR+".ini")
+		if err := os.WriteFile(configs[toolPPOCR], []byte(ppocrConfig), 0o644); err != nil {
+			return err
+		}
+	}
+	groups := selectGroups(samples, o.groups, o.exclude, o.limit)
+	if len(groups) == 0 {
+		return fmt.Errorf("no samples in groups %s", strings.Join(o.groups, ","))
+	}
+	coreSet := []int{1}
+	if o.cores > 1 {
+		coreSet = append(coreSet, o.cores)
 	}
 	results := map[string]map[string]*result{} // tool -> group
 	var stats []string
@@ -100,34 +252,31 @@ func run(corpus, pero, models, groupList string, cores int, tess, outPath, work 
 	for _, tool := range tools {
 		results[tool] = map[string]*result{}
 		for _, g := range groups {
-			ss := byGroup[g]
-			if len(ss) == 0 {
-				continue
-			}
+			ss := g.samples
 			res := &result{counts: map[string]*eval.Counts{}, speed: map[int]measure{}}
-			results[tool][g] = res
+			results[tool][g.name] = res
 			for _, c := range coreSet {
-				dir := filepath.Join(work, tool, g, fmt.Sprint(c))
+				dir := filepath.Join(work, tool, g.name, fmt.Sprint(c))
 				if err := os.MkdirAll(dir, 0o755); err != nil {
 					return err
 				}
 				var m measure
 				switch tool {
-				case "pero":
-					var st string
-					m, st, err = runPero(ctx, pero, models, ss, g, c, dir)
-					if c == 1 && st != "" {
-						stats = append(stats, fmt.Sprintf("%s: %s", g, st))
-					}
+				case toolTesseract:
+					m, err = runTesseract(ctx, o.tesseract, ss, c, dir)
 				default:
-					m, err = runTesseract(ctx, tess, ss, c, dir)
+					var st string
+					m, st, err = runPero(ctx, o.pero, o.models, configs[tool], ss, g.name, c, dir)
+					if c == 1 && st != "" {
+						stats = append(stats, fmt.Sprintf("%s, %s: %s", tool, g.label(), st))
+					}
 				}
 				if err != nil {
-					return fmt.Errorf("%s on %s with %d cores: %w", tool, g, c, err)
+					return fmt.Errorf("%s on %s with %d cores: %w", tool, g.name, c, err)
 				}
 				res.speed[c] = m
-				fmt.Fprintf(os.Stderr, "benchocr: %-9s %-10s %d core(s): %d in %s (%.2f/s), peak RSS %d MiB %s\n",
-					tool, g, c, m.n, m.wall.Round(time.Millisecond), m.rate(), m.maxRSS/1024, m.note)
+				fmt.Fprintf(os.Stderr, "benchocr: %-10s %-10s %d core(s): %d in %s (%.2f/s), peak RSS %d MiB %s\n",
+					tool, g.name, c, m.n, m.wall.Round(time.Millisecond), m.rate(), m.maxRSS/1024, m.note)
 				if c != 1 {
 					continue
 				}
@@ -136,27 +285,50 @@ func run(corpus, pero, models, groupList string, cores int, tess, outPath, work 
 					if err != nil && !errors.Is(err, os.ErrNotExist) {
 						return err
 					}
+					h := string(hyp)
+					if realGroup(g.name) {
+						h = eval.FoldLongS(h)
+					}
 					cnt := res.counts[s.Lang]
 					if cnt == nil {
 						cnt = &eval.Counts{}
 						res.counts[s.Lang] = cnt
 					}
-					cnt.Add(eval.Compare(s.Ref, string(hyp)))
+					cnt.Add(eval.Compare(s.Ref, h))
 				}
 			}
 		}
 	}
 	var b bytes.Buffer
-	report(&b, results, tools, groups, coreSet, stats)
+	report(&b, results, tools, groups, coreSet, stats, o)
 	os.Stdout.Write(b.Bytes())
-	if outPath != "" {
-		return os.WriteFile(outPath, b.Bytes(), 0o644)
+	if o.out != "" {
+		return os.WriteFile(o.out, b.Bytes(), 0o644)
 	}
 	return nil
 }
 
-func report(w io.Writer, results map[string]map[string]*result, tools, groups []string, coreSet []int, stats []string) {
+func report(w io.Writer, results map[string]map[string]*result, tools []string, groups []group, coreSet []int, stats []string, o options) {
 	fmt.Fprintf(w, "OCR benchmark on %d CPU(s) (%s), %s\n\n", runtime.NumCPU(), cpuModel(), time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(w, "Tools: %s.\n", strings.Join(tools, ", "))
+	hasReal, excluded := false, 0
+	for _, g := range groups {
+		if realGroup(g.name) {
+			hasReal = true
+			excluded += g.excluded
+		}
+	}
+	if excluded > 0 {
+		fmt.Fprintf(w, "Held out: real pages %s are excluded from real-pages and real-lines (%d samples dropped): %s was trained on their line crops.\n",
+			strings.Join(o.exclude, ", "), excluded, toolLatin)
+	}
+	if hasReal {
+		fmt.Fprintln(w, "Long s: on the real-* groups 'ſ' is folded to 's' in every tool's output before scoring (the references are modernised transcriptions).")
+	}
+	if o.limit > 0 {
+		fmt.Fprintf(w, "Quick run: only the first %d samples of each group (-limit %d).\n", o.limit, o.limit)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Accuracy (CER / WER, %):")
 	fmt.Fprintln(w)
 	fmt.Fprint(w, "| group | lang |")
@@ -171,7 +343,7 @@ func report(w io.Writer, results map[string]map[string]*result, tools, groups []
 	for _, g := range groups {
 		langs := map[string]bool{}
 		for _, t := range tools {
-			if r := results[t][g]; r != nil {
+			if r := results[t][g.name]; r != nil {
 				for l := range r.counts {
 					langs[l] = true
 				}
@@ -184,9 +356,9 @@ func report(w io.Writer, results map[string]map[string]*result, tools, groups []
 		sort.Strings(ls)
 		ls = append(ls, "all")
 		for _, l := range ls {
-			fmt.Fprintf(w, "| %s | %s |", g, l)
+			fmt.Fprintf(w, "| %s | %s |", g.label(), l)
 			for _, t := range tools {
-				r := results[t][g]
+				r := results[t][g.name]
 				if r == nil {
 					fmt.Fprint(w, " - | - |")
 					continue
@@ -205,49 +377,43 @@ func report(w io.Writer, results map[string]map[string]*result, tools, groups []
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Speed (images/s, start-up included) and peak RSS (MiB, largest process):")
+	fmt.Fprintln(w, "Speed (images/s on 1 and all cores; lines/s on 1 core, from the reference line count; start-up included) and peak RSS (MiB, largest process):")
 	fmt.Fprintln(w)
-	fmt.Fprint(w, "| group | images |")
+	fmt.Fprint(w, "| group | images | lines |")
 	for _, t := range tools {
 		for _, c := range coreSet {
 			fmt.Fprintf(w, " %s %d core(s) |", t, c)
 		}
-		fmt.Fprintf(w, " %s RSS |", t)
+		fmt.Fprintf(w, " %s lines/s (1 core) | %s RSS |", t, t)
 	}
-	fmt.Fprint(w, "\n|---|---:|")
+	fmt.Fprint(w, "\n|---|---:|---:|")
 	for range tools {
 		for range coreSet {
 			fmt.Fprint(w, "---:|")
 		}
-		fmt.Fprint(w, "---:|")
+		fmt.Fprint(w, "---:|---:|")
 	}
 	fmt.Fprintln(w)
 	for _, g := range groups {
-		n := 0
+		fmt.Fprintf(w, "| %s | %d | %d |", g.label(), len(g.samples), g.lines)
 		for _, t := range tools {
-			if r := results[t][g]; r != nil {
-				n = r.speed[1].n
+			r := results[t][g.name]
+			if r == nil {
+				fmt.Fprint(w, strings.Repeat(" - |", len(coreSet)+2))
+				continue
 			}
-		}
-		fmt.Fprintf(w, "| %s | %d |", g, n)
-		for _, t := range tools {
-			r := results[t][g]
 			var rss int64
 			for _, c := range coreSet {
-				if r == nil {
-					fmt.Fprint(w, " - |")
-					continue
-				}
 				fmt.Fprintf(w, " %.2f |", r.speed[c].rate())
 				rss = max(rss, r.speed[c].maxRSS)
 			}
-			fmt.Fprintf(w, " %d |", rss/1024)
+			fmt.Fprintf(w, " %.2f | %d |", per(g.lines, r.speed[1].wall), rss/1024)
 		}
 		fmt.Fprintln(w)
 	}
 	if len(stats) > 0 {
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "Where pero's time went (one core):")
+		fmt.Fprintln(w, "Where pero's time went (one core), per pero tool and group:")
 		fmt.Fprintln(w)
 		for _, s := range stats {
 			fmt.Fprintf(w, "- %s\n", s)
@@ -292,13 +458,18 @@ func links(ss []eval.Sample, dir string) ([]string, error) {
 	return paths, nil
 }
 
-func runPero(ctx context.Context, pero, models string, ss []eval.Sample, group string, cores int, dir string) (measure, string, error) {
+// runPero runs pero ocr once over the group with config (empty: the
+// built-in one, i.e. pero-latin).
+func runPero(ctx context.Context, pero, models, config string, ss []eval.Sample, group string, cores int, dir string) (measure, string, error) {
 	paths, err := links(ss, dir)
 	if err != nil {
 		return measure{}, "", err
 	}
-	args := []string{"ocr", "--stats", "--format", "txt", "--out", dir, "--models", filepath.Join(models, "pp-ocrv4"),
+	args := []string{"ocr", "--stats", "--format", "txt", "--out", dir, "--models", filepath.Join(models, "ocr"),
 		"--ort-lib", filepath.Join(models, "onnxruntime", "libonnxruntime.so.1"), "--workers", fmt.Sprint(cores), "--threads", "1"}
+	if config != "" {
+		args = append(args, "--config", config)
+	}
 	if strings.HasSuffix(group, "lines") {
 		args = append(args, "--lines")
 	}

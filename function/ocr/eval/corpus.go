@@ -126,3 +126,33 @@ func TesseractLang(lang string) string {
 	}
 	return "eng"
 }
+
+// PageID is the id of the page the sample comes from: the sample's own id
+// for a page, and for a line crop the id up to its last "_l" followed by
+// the line number (vd_bankgraf_0076_l003 -> vd_bankgraf_0076). A line id
+// without such a suffix is returned whole.
+func (s Sample) PageID() string {
+	if !s.Line() {
+		return s.ID
+	}
+	i := strings.LastIndex(s.ID, "_l")
+	if i <= 0 || i+2 == len(s.ID) || strings.TrimLeft(s.ID[i+2:], "0123456789") != "" {
+		return s.ID
+	}
+	return s.ID[:i]
+}
+
+// RefLines is the number of text lines in the reference: 1 for a line
+// crop, else the number of non-blank lines of Ref.
+func (s Sample) RefLines() int {
+	if s.Line() {
+		return 1
+	}
+	n := 0
+	for _, l := range strings.Split(s.Ref, "\n") {
+		if strings.TrimSpace(l) != "" {
+			n++
+		}
+	}
+	return n
+}

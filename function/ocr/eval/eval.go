@@ -76,3 +76,13 @@ func levenshtein[T comparable](a, b []T) int {
 	}
 	return prev[len(b)]
 }
+
+// FoldLongS replaces the long s 'ſ' (U+017F) by 's', and its precomposed
+// form with dot above 'ẛ' (U+1E9B) by 'ṡ', so that a hypothesis that keeps
+// the print's long s can be scored against a modernised transcription.
+func FoldLongS(s string) string {
+	if !strings.ContainsAny(s, "\u017f\u1e9b") {
+		return s
+	}
+	return strings.NewReplacer("\u017f", "s", "\u1e9b", "\u1e61").Replace(s)
+}

@@ -41,3 +41,56 @@ func TestTesseractLang(t *testing.T) {
 		t.Error("langCode")
 	}
 }
+
+func TestFoldLongS(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                      "",
+		"Miniſter, warum ſie":   "Minister, warum sie",
+		"Haus":                  "Haus",
+		"\u1e9b":                "\u1e61", // long s with dot above
+		"ſ\u0307":               "s\u0307",
+		"ungeſunden ſumpﬁchten": "ungesunden sumpﬁchten",
+	} {
+		if got := FoldLongS(in); got != want {
+			t.Errorf("FoldLongS(%q) = %q, want %q", in, got, want)
+		}
+	}
+	// Folded, a long-s hypothesis scores like the modernised reference.
+	if c := Compare("warum sie", FoldLongS("warum ſie")); c.CharErrs != 0 || c.WordErrs != 0 {
+		t.Errorf("folded compare: %+v", c)
+	}
+}
+
+func TestPageID(t *testing.T) {
+	for _, tc := range []struct{ group, id, want string }{
+		{"real-lines", "vd_bankgraf_0076_l003", "vd_bankgraf_0076"},
+		{"real-lines", "vd_fiscfrie_0015_l12", "vd_fiscfrie_0015"},
+		{"real-pages", "vd_bankgraf_0076", "vd_bankgraf_0076"},
+		{"pages", "pub_l0001", "pub_l0001"}, // a page keeps its id
+		{"lines", "pub_l0001", "pub"},
+		{"real-lines", "vd_lamb_0001", "vd_lamb_0001"}, // "_l" not followed by digits only
+		{"real-lines", "x_l", "x_l"},
+		{"real-lines", "_l001", "_l001"},
+	} {
+		if got := (Sample{Group: tc.group, ID: tc.id}).PageID(); got != tc.want {
+			t.Errorf("%s %s: PageID %q, want %q", tc.group, tc.id, got, tc.want)
+		}
+	}
+}
+
+func TestRefLines(t *testing.T) {
+	for _, tc := range []struct {
+		group, ref string
+		want       int
+	}{
+		{"pages", "a\nb\n\n  \nc\n", 3},
+		{"real-pages", "", 0},
+		{"real-pages", "one line", 1},
+		{"lines", "a line", 1},
+		{"real-lines", "", 1},
+	} {
+		if got := (Sample{Group: tc.group, Ref: tc.ref}).RefLines(); got != tc.want {
+			t.Errorf("%s %q: %d, want %d", tc.group, tc.ref, got, tc.want)
+		}
+	}
+}
