@@ -73,6 +73,12 @@ TESSERACT_PKGS := tesseract-ocr tesseract-ocr-eng tesseract-ocr-ces tesseract-oc
 models: ## Put ONNX Runtime and the OCR models in models/ (PP-OCRv4 copied from ../shared/assets, else downloaded; sha256 checked)
 	scripts/models.sh
 
+.PHONY: model-archive
+model-archive: models ## Pack models/ocr as a stage model archive, bin/ocr-models.tar.gz (pero stage create --model-archive takes it, or the directory)
+	@mkdir -p $(BIN)
+	tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -czf $(BIN)/ocr-models.tar.gz -C models/ocr .
+	@sha256sum $(BIN)/ocr-models.tar.gz
+
 # --- the recognizer: training from scratch (Debian's python3-torch), export to training/model ---
 PYTHON ?= /usr/bin/python3
 TRAIN_DIR ?= training/runs/latin

@@ -34,8 +34,10 @@ Directories are searched recursively for .png, .jpg, .jpeg, .tif, .tiff, .bmp, .
 .gif files; results keep their path below the directory.
 
 Models: --models DIR holds the model files; paths in --config are relative to it (default:
-$PERO_MODELS_DIR/pp-ocrv4, else ./models/pp-ocrv4, else models/pp-ocrv4 of the checkout
-holding this binary, as put there by ` + "`make models`" + `). The ONNX Runtime library comes from --ort-lib, $PERO_ORT_LIB, the config's [runtime] library, models/onnxruntime/ or the
+$PERO_MODELS_DIR/ocr, else ./models/ocr, else models/ocr of the checkout
+holding this binary, as put there by ` + "`make models`" + `). Lines are read by the
+project's own Latin-script recognizer (pero-latin); a config with [recognize] model =
+ch_PP-OCRv4_rec_infer.onnx and dictionary = ppocr_keys_v1.txt selects PP-OCRv4's. The ONNX Runtime library comes from --ort-lib, $PERO_ORT_LIB, the config's [runtime] library, models/onnxruntime/ or the
 system library path, in that order. --config takes a stage config.ini (see function/ocr).
 
 Examples:
@@ -302,7 +304,7 @@ func collectOCRInputs(args []string) (inputs []ocrInput, bad []string) {
 
 // defaultModelsDir is where pero ocr looks for the models: $PERO_MODELS_DIR, else ./models
 // (make models), else models/ beside the directory of the pero binary (bin/pero of a
-// checkout), each with the pp-ocrv4 set inside.
+// checkout), each with the ocr set inside.
 func defaultModelsDir(env *Env) string {
 	root := env.Getenv("PERO_MODELS_DIR")
 	if root == "" {
@@ -315,7 +317,7 @@ func defaultModelsDir(env *Env) string {
 			}
 		}
 	}
-	return filepath.Join(root, "pp-ocrv4")
+	return filepath.Join(root, "ocr")
 }
 
 func fileExists(p string) bool {

@@ -14,7 +14,7 @@ import (
 	"github.com/pero-worker/pero-worker/function/ocr"
 )
 
-// ocrAssets finds the models directory (holding pp-ocrv4/ and
+// ocrAssets finds the models directory (holding ocr/ and
 // onnxruntime/ as `make models` lays them out) and a corpus page, or skips;
 // under CI=true a missing models directory fails.
 func ocrAssets(t *testing.T) (models, corpus string) {
@@ -25,7 +25,7 @@ func ocrAssets(t *testing.T) (models, corpus string) {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..")
 	for _, m := range []string{os.Getenv("PERO_MODELS_DIR"), filepath.Join(root, "models")} {
-		if m != "" && exists(filepath.Join(m, "pp-ocrv4", "ch_PP-OCRv4_rec_infer.onnx")) && exists(filepath.Join(m, "onnxruntime", "libonnxruntime.so.1")) {
+		if m != "" && exists(filepath.Join(m, "ocr", ocr.DefaultRecognizeModel)) && exists(filepath.Join(m, "onnxruntime", "libonnxruntime.so.1")) {
 			models = m
 			break
 		}

@@ -14,7 +14,7 @@
 #   PERO_INIT_MQ_MONITORING [rabbitmq:15672]       management API address ("" = none)
 #   PERO_INIT_FTP [ftp:21]                         FTP server address
 #   PERO_FUNCTION_IMAGE [pero-worker/function:latest]  image of the detect and recognize stages
-#   PERO_MODEL_DIR [/usr/share/pero/models/pp-ocrv4]   directory packed into the model archive
+#   PERO_MODEL_DIR [/usr/share/pero/models/ocr]   directory packed into the model archive
 #   PERO_DETECT_MAX_CONTAINERS [1], PERO_RECOGNIZE_MAX_CONTAINERS [2]
 #   PERO_BATCH_SIZE [4], PERO_IDLE_TIMEOUT [30s]    settings of both stages
 #   PERO_INIT_WAIT [120]                           seconds to wait for the services to answer
@@ -27,7 +27,7 @@ mq=${PERO_INIT_MQ-rabbitmq:5672}
 mq_mon=${PERO_INIT_MQ_MONITORING-rabbitmq:15672}
 ftp=${PERO_INIT_FTP-ftp:21}
 image=${PERO_FUNCTION_IMAGE:-pero-worker/function:latest}
-models=${PERO_MODEL_DIR:-/usr/share/pero/models/pp-ocrv4}
+models=${PERO_MODEL_DIR:-/usr/share/pero/models/ocr}
 wait_s=${PERO_INIT_WAIT:-120}
 
 log() { echo "init: $*" >&2; }

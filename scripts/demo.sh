@@ -123,7 +123,7 @@ binaries)
 		shift
 		if pero stage show "$name" >/dev/null 2>&1; then pero stage update "$name" "$@"; else pero stage create "$name" "$@"; fi
 	}
-	common=(--image "$IMAGE" --model-archive "$ROOT/models/pp-ocrv4" --max-containers 1 --batch-size 4 --idle-timeout 10s)
+	common=(--image "$IMAGE" --model-archive "$ROOT/models/ocr" --max-containers 1 --batch-size 4 --idle-timeout 10s)
 	stage detect --function detect "${common[@]}"
 	stage recognize --function recognize --config "$OUT/recognize.ini" "${common[@]}"
 	stage out --output

@@ -44,14 +44,14 @@ fetch() { # fetch URL OUT
 	curl -fL --retry 3 --connect-timeout 20 -o "$2.part" "$1" && mv "$2.part" "$2"
 }
 
-mkdir -p "$dest/onnxruntime" "$dest/pp-ocrv4"
+mkdir -p "$dest/onnxruntime" "$dest/ocr"
 models=(ch_PP-OCRv4_det_infer.onnx ch_PP-OCRv4_rec_infer.onnx ch_ppocr_mobile_v2.0_cls_infer.onnx ppocr_keys_v1.txt)
 
 if [ -d "$shared" ]; then
 	echo "models: copying from $shared"
 	install -m 0644 "$shared/onnxruntime/linux-x64/libonnxruntime.so.1" "$dest/onnxruntime/libonnxruntime.so.1"
 	for f in "${models[@]}" MODELS.md; do
-		install -m 0644 "$shared/models/pp-ocrv4/$f" "$dest/pp-ocrv4/$f"
+		install -m 0644 "$shared/models/pp-ocrv4/$f" "$dest/ocr/$f"
 	done
 else
 	command -v curl >/dev/null || { echo "models: curl is needed to download the models" >&2; exit 1; }
@@ -66,11 +66,16 @@ else
 		install -m 0644 "$lib" "$dest/onnxruntime/libonnxruntime.so.1"
 	fi
 	for f in "${models[@]}"; do
-		installed "pp-ocrv4/$f" && continue
+		installed "ocr/$f" && continue
 		echo "models: downloading $MODELS_URL/$f"
-		fetch "$MODELS_URL/$f" "$dest/pp-ocrv4/$f"
+		fetch "$MODELS_URL/$f" "$dest/ocr/$f"
 	done
 fi
+
+for f in pero-latin-rec.onnx pero-latin.dict; do
+	install -m 0644 "$root/training/model/$f" "$dest/ocr/$f"
+done
+install -m 0644 "$root/training/MODEL_CARD.md" "$dest/ocr/MODEL_CARD.md"
 
 status=0
 while read -r _ rel; do

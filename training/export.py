@@ -32,8 +32,8 @@ SAMPLES = [
     ("DejaVu Serif", "The quick brown fox jumps over the lazy dog."),
     ("Liberation Sans", "Příliš žluťoučký kůň úpěl ďábelské ódy."),
     ("Noto Serif", "Größe, Übermut und Fleiß: „Zwölf Boxkämpfer“"),
-    ("FreeSans", "Où est l’œuvre ? À côté du garçon, déjà!"),
-    ("DejaVu Sans Mono", "Order 1234-567/89 (total: €42.50) — 3 × 7"),
+    ("FreeSans", "Où est l'œuvre? À côté du garçon, déjà!"),
+    ("DejaVu Sans Mono", "Invoice 1234-567/89, total €42.50 (3 × 7)"),
     ("Noto Serif", "Des ſiegreichen Meiſters Wort"),
 ]
 

@@ -140,6 +140,11 @@ def eval_sets(corpus, texts, fonts, seed, n=150):
     }
 
 
+def _quiet_worker(_):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def save(path, state):
     tmp = path + ".tmp"
     torch.save(state, tmp)
@@ -187,7 +192,9 @@ def main(argv=None):
     sampler = render.Sampler(texts, fonts, real, args.real_share)
     # Re-seed by step, so a resumed run draws new samples.
     stream = Stream(sampler, args.batch, args.seed + step)
-    extra = {"prefetch_factor": 4} if args.workers else {}
+    # Loader processes leave SIGINT/SIGTERM to this one, which saves a
+    # checkpoint before it stops them.
+    extra = {"prefetch_factor": 4, "worker_init_fn": _quiet_worker} if args.workers else {}
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers, **extra)
     evals = eval_sets(args.corpus, texts, fonts, args.seed, n=10 if args.small else 150)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)

@@ -12,6 +12,14 @@ import (
 	"github.com/pero-worker/pero-worker/function"
 )
 
+// The default recognizer: the project's own Latin-script model (see
+// training/MODEL_CARD.md), installed into the models directory by `make
+// models`. PP-OCRv4's recognizer stays selectable in config.ini.
+const (
+	DefaultRecognizeModel = "pero-latin-rec.onnx"
+	DefaultDictionary     = "pero-latin.dict"
+)
+
 // Library location: the runtime is looked up by this name on the system
 // library path unless a path is configured.
 const (
@@ -32,7 +40,7 @@ const (
 //
 //	[detect]              ; see DetectConfig
 //	model = ch_PP-OCRv4_det_infer.onnx
-//	limit_side_len = 960
+//	limit_side_len = 736
 //	limit_type = max
 //	threshold = 0.3
 //	box_threshold = 0.6
@@ -44,10 +52,10 @@ const (
 //	threshold = 0.9
 //
 //	[recognize]           ; see RecognizeConfig
-//	model = ch_PP-OCRv4_rec_infer.onnx
-//	dictionary = ppocr_keys_v1.txt
+//	model = pero-latin-rec.onnx   ; ch_PP-OCRv4_rec_infer.onnx for PP-OCRv4
+//	dictionary = pero-latin.dict  ; ppocr_keys_v1.txt for PP-OCRv4
 //	use_space_char = yes
-//	height = 48
+//	height = 0            ; 0: the model's own input height
 //	min_width = 0
 //	batch_size = 1
 //	min_score = 0.5
@@ -85,13 +93,14 @@ type ClassifyConfig struct {
 
 // RecognizeConfig holds the line recognition settings ([recognize]).
 type RecognizeConfig struct {
-	// Model is the CTC recognition model file (default ch_PP-OCRv4_rec_infer.onnx).
+	// Model is the CTC recognition model file (default pero-latin-rec.onnx).
 	Model string
-	// Dictionary is the character list, one per line (default ppocr_keys_v1.txt).
+	// Dictionary is the character list, one per line (default pero-latin.dict).
 	Dictionary string
 	// UseSpaceChar appends " " to the dictionary (default yes).
 	UseSpaceChar bool
-	// Height is the model's input height (default 48).
+	// Height is the model's input height (default 0: read from the model,
+	// which must then fix it; 32 for pero-latin, 48 for PP-OCRv4).
 	Height int
 	// MinWidth pads narrower lines to this width, as PaddleOCR does with 320
 	// (default 0: no padding beyond the batch; the same text for less work).
@@ -150,7 +159,7 @@ func ParseConfig(text, dir string, getenv func(string) string) (Config, error) {
 
 	c.Detect = DetectConfig{
 		Model:         ini.String("detect", "model", "ch_PP-OCRv4_det_infer.onnx"),
-		LimitSide:     geti("detect", "limit_side_len", 960),
+		LimitSide:     geti("detect", "limit_side_len", 736),
 		LimitType:     strings.ToLower(ini.String("detect", "limit_type", "max")),
 		Threshold:     getf("detect", "threshold", 0.3),
 		BoxThreshold:  getf("detect", "box_threshold", 0.6),
@@ -165,10 +174,10 @@ func ParseConfig(text, dir string, getenv func(string) string) (Config, error) {
 		BatchSize: geti("classify", "batch_size", 8),
 	}
 	c.Recognize = RecognizeConfig{
-		Model:        ini.String("recognize", "model", "ch_PP-OCRv4_rec_infer.onnx"),
-		Dictionary:   ini.String("recognize", "dictionary", "ppocr_keys_v1.txt"),
+		Model:        ini.String("recognize", "model", DefaultRecognizeModel),
+		Dictionary:   ini.String("recognize", "dictionary", DefaultDictionary),
 		UseSpaceChar: getb("recognize", "use_space_char", true),
-		Height:       geti("recognize", "height", 48),
+		Height:       geti("recognize", "height", 0),
 		MinWidth:     geti("recognize", "min_width", 0),
 		MaxWidth:     geti("recognize", "max_width", 3200),
 		BatchSize:    geti("recognize", "batch_size", 1),
@@ -250,8 +259,8 @@ func (c *Config) validate() error {
 		bad("[classify] batch_size", "must be at least 1")
 	}
 	r := &c.Recognize
-	if r.Height < 8 {
-		bad("[recognize] height", "must be at least 8")
+	if r.Height != 0 && r.Height < 8 {
+		bad("[recognize] height", "must be 0 (the model's) or at least 8")
 	}
 	if r.MinWidth < 0 {
 		bad("[recognize] min_width", "must not be negative")

@@ -19,10 +19,10 @@ func TestParseConfigDefaults(t *testing.T) {
 	if c.Library != "/opt/ort.so" || c.Device != "cpu" || c.Threads != 1 || c.Workers < 1 || c.MaxPixels != 100_000_000 {
 		t.Errorf("runtime defaults: %+v", c)
 	}
-	if c.Detect.Model != "/models/x/ch_PP-OCRv4_det_infer.onnx" || c.Detect.LimitSide != 960 || c.Detect.UnclipRatio != 2.0 {
+	if c.Detect.Model != "/models/x/ch_PP-OCRv4_det_infer.onnx" || c.Detect.LimitSide != 736 || c.Detect.UnclipRatio != 2.0 {
 		t.Errorf("detect defaults: %+v", c.Detect)
 	}
-	if c.Recognize.Dictionary != "/models/x/ppocr_keys_v1.txt" || c.Recognize.Height != 48 || !c.Recognize.UseSpaceChar {
+	if c.Recognize.Model != "/models/x/pero-latin-rec.onnx" || c.Recognize.Dictionary != "/models/x/pero-latin.dict" || c.Recognize.Height != 0 || !c.Recognize.UseSpaceChar {
 		t.Errorf("recognize defaults: %+v", c.Recognize)
 	}
 	if c.Classify.Enabled || strings.Join(c.Formats, ",") != "page" {

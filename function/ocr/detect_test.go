@@ -7,6 +7,7 @@ import (
 
 func TestDetSize(t *testing.T) {
 	c := DefaultConfig("").Detect
+	c.LimitSide = 960
 	for _, tc := range []struct{ w, h, ww, wh int }{
 		{2480, 3508, 672, 960},
 		{800, 600, 800, 608},

@@ -1,6 +1,7 @@
-// Package ocr is the OCR function: text line detection and recognition with
-// the PP-OCRv4 models through ONNX Runtime, in pure Go apart from the
-// runtime itself.
+// Package ocr is the OCR function: text line detection and recognition
+// through ONNX Runtime, with the PP-OCRv4 detector and the project's own
+// pero-latin recognizer (or PP-OCRv4's, by configuration), in pure Go apart
+// from the runtime itself.
 //
 // A page goes through these steps, one file each:
 //

@@ -8,11 +8,10 @@ import (
 )
 
 // testAssets locates the models and the runtime library for tests:
-// $PERO_MODELS_DIR, else the repository's models/ (`make models`), else the
-// shared assets beside the repository. Without them a test skips, except
+// $PERO_MODELS_DIR, else the repository's models/ (`make models`). Without them a test skips, except
 // under CI=true where they must be present.
 type testAssets struct {
-	modelDir string // holds the pp-ocrv4 files
+	modelDir string // the stage model directory make models fills
 	library  string
 	corpus   string // public corpus, "" when absent
 }
@@ -26,15 +25,14 @@ func findAssets() (testAssets, bool) {
 	root := repoRoot()
 	var a testAssets
 	candidates := []struct{ models, lib string }{
-		{filepath.Join(os.Getenv("PERO_MODELS_DIR"), "pp-ocrv4"), filepath.Join(os.Getenv("PERO_MODELS_DIR"), "onnxruntime", "libonnxruntime.so.1")},
-		{filepath.Join(root, "models", "pp-ocrv4"), filepath.Join(root, "models", "onnxruntime", "libonnxruntime.so.1")},
-		{filepath.Join(root, "..", "shared", "assets", "models", "pp-ocrv4"), filepath.Join(root, "..", "shared", "assets", "onnxruntime", "linux-x64", "libonnxruntime.so.1")},
+		{filepath.Join(os.Getenv("PERO_MODELS_DIR"), "ocr"), filepath.Join(os.Getenv("PERO_MODELS_DIR"), "onnxruntime", "libonnxruntime.so.1")},
+		{filepath.Join(root, "models", "ocr"), filepath.Join(root, "models", "onnxruntime", "libonnxruntime.so.1")},
 	}
 	for i, c := range candidates {
 		if i == 0 && os.Getenv("PERO_MODELS_DIR") == "" {
 			continue
 		}
-		if fileExists(filepath.Join(c.models, "ch_PP-OCRv4_rec_infer.onnx")) && fileExists(c.lib) {
+		if fileExists(filepath.Join(c.models, DefaultRecognizeModel)) && fileExists(c.lib) {
 			a.modelDir, a.library = c.models, c.lib
 			break
 		}

@@ -41,13 +41,13 @@ func TestMissingFiles(t *testing.T) {
 		t.Errorf("missing model: %v", err)
 	}
 	// Models present, dictionary missing.
-	for _, f := range []string{"ch_PP-OCRv4_det_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx"} {
+	for _, f := range []string{"ch_PP-OCRv4_det_infer.onnx", DefaultRecognizeModel} {
 		if err := os.Symlink(filepath.Join(a.modelDir, f), filepath.Join(empty, f)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	_, err = NewOCR(context.Background(), function.Options{Dir: empty})
-	if err == nil || !strings.Contains(err.Error(), "ppocr_keys_v1.txt") {
+	if err == nil || !strings.Contains(err.Error(), DefaultDictionary) {
 		t.Errorf("missing dictionary: %v", err)
 	}
 	_, err = NewOCR(context.Background(), function.Options{Dir: a.modelDir, Config: "[runtime]\nlibrary = /nonexistent/libonnxruntime.so.1"})
@@ -156,17 +156,24 @@ func TestOtherRecognizerByConfig(t *testing.T) {
 	for _, tc := range []struct{ dict, wantErr string }{{"latin.txt", ""}, {"short.txt", "dictionary"}} {
 		cfg := "[recognize]\nmodel = latin.onnx\ndictionary = " + tc.dict + "\n[output]\nformats = txt\n"
 		e, err := NewEngine(mustConfig(t, cfg, dir, a), Needs{Recognize: true}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lay, _, err := e.ReadLine(context.Background(), "l.png", lines)
-		e.Close()
 		if tc.wantErr != "" {
+			// A dictionary that does not fit the model fails at load.
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("%s: err = %v, want one about the %s", tc.dict, err, tc.wantErr)
 			}
+			if e != nil {
+				e.Close()
+			}
 			continue
 		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := e.Config().Recognize.Height; h != 48 {
+			t.Errorf("height from the PP-OCRv4 model = %d, want 48", h)
+		}
+		lay, _, err := e.ReadLine(context.Background(), "l.png", lines)
+		e.Close()
 		if err != nil || !strings.Contains(lay.Text(), "trimestre") {
 			t.Errorf("%s: %v %q", tc.dict, err, lay.Text())
 		}
@@ -182,11 +189,14 @@ func mustConfig(t *testing.T, ini, dir string, a testAssets) Config {
 	return c
 }
 
-// TestAccuracy reads clean and degraded English pages and English lines.
-// The bound is 2% CER: the benchmark (make bench-ocr) measures 0.66% on the
-// six English synthetic pages and tesseract 5.3 about 4% on all synthetic pages, so
-// 2% leaves room for platform differences in the runtime's arithmetic while
-// catching any real regression (a broken crop, order or decoder costs far more).
+// TestAccuracy reads with the default models a synthetic page of each
+// language (two of them two-column, some degraded), five lines of each
+// language and a held-out real scan (one the recognizer never trained on, see
+// training/README.md). The bounds come from `make bench-ocr`, which measures
+// the default model at 0.36% CER on all synthetic pages, 0.20% on all lines and
+// 5.1% on the held-out real pages (this page: 2.1%): the bounds leave room for platform
+// differences in the runtime's arithmetic while catching a real regression
+// (a broken crop, order, dictionary or decoder costs far more).
 func TestAccuracy(t *testing.T) {
 	a := needCorpus(t)
 	cfg := mustConfig(t, "", a.modelDir, a)
@@ -199,17 +209,31 @@ func TestAccuracy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pick := map[string]bool{"pub_p013": true, "pub_p017": true, "pub_p021": true}
-	var pages, lines eval.Counts
-	nl := 0
+	pick := map[string]bool{"pub_p013": true, "pub_p017": true, "pub_p002": true, "pub_p009": true, "pub_p019": true, "vd_fiscfrie_0016": true}
+	const (
+		maxPages = 0.02
+		maxLines = 0.02
+		maxReal  = 0.08
+	)
+	var pages, lines, real eval.Counts
+	perLang := map[string]int{}
 	for _, s := range samples {
-		if s.Lang != "en" || (s.Group == "pages" && !pick[s.ID]) || s.Group == "lines" && nl >= 10 || strings.HasPrefix(s.Group, "real") {
+		switch s.Group {
+		case "pages", "real-pages":
+			if !pick[s.ID] {
+				continue
+			}
+		case "lines":
+			if perLang[s.Lang] >= 5 {
+				continue
+			}
+			perLang[s.Lang]++
+		default:
 			continue
 		}
 		data := corpusPage(t, a, strings.TrimPrefix(s.Image, a.corpus+"/"))
 		var lay *Layout
 		if s.Line() {
-			nl++
 			lay, _, err = e.ReadLine(context.Background(), s.ID, data)
 		} else {
 			lay, _, err = e.OCR(context.Background(), s.ID, data)
@@ -217,19 +241,23 @@ func TestAccuracy(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", s.ID, err)
 		}
-		c := eval.Compare(s.Ref, lay.Text())
-		if s.Line() {
+		c := eval.Compare(s.Ref, eval.FoldLongS(lay.Text()))
+		switch s.Group {
+		case "lines":
 			lines.Add(c)
-		} else {
+		case "pages":
 			pages.Add(c)
+		default:
+			real.Add(c)
 		}
-		t.Logf("%s CER %.2f%%", s.ID, 100*c.CER())
+		t.Logf("%s (%s) CER %.2f%%", s.ID, s.Lang, 100*c.CER())
 	}
-	if pages.Chars == 0 || lines.Chars == 0 {
+	if pages.Chars == 0 || lines.Chars == 0 || real.Chars == 0 {
 		t.Fatal("no samples read")
 	}
-	if pages.CER() > 0.02 || lines.CER() > 0.02 {
-		t.Errorf("CER pages %.2f%%, lines %.2f%%; want both under 2%%", 100*pages.CER(), 100*lines.CER())
+	if pages.CER() > maxPages || lines.CER() > maxLines || real.CER() > maxReal {
+		t.Errorf("CER pages %.2f%%, lines %.2f%%, real scan %.2f%%; want under %.0f%%, %.0f%% and %.0f%%",
+			100*pages.CER(), 100*lines.CER(), 100*real.CER(), 100*maxPages, 100*maxLines, 100*maxReal)
 	}
 }
 

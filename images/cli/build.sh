@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the CLI image offline: compiles pero (cgo, so dynamic: it loads ONNX Runtime for
 # `pero ocr`), copies it, the shared libraries ldd lists for it, a static busybox (the shell of
-# compose/init.sh, with its applets linked into /bin), compose/init.sh and the PP-OCRv4 models
+# compose/init.sh, with its applets linked into /bin), compose/init.sh and the OCR models
 # into a build context and runs `docker build` on images/cli/Dockerfile (FROM scratch).
 #
 # Usage: images/cli/build.sh [-t TAG] [--models DIR | --without-models]
 #   -t TAG            image tag (default pero-worker/cli:dev)
-#   --models DIR      model directory to include as /usr/share/pero/models/pp-ocrv4 (default:
-#                     models/pp-ocrv4 when present, from make models)
+#   --models DIR      model directory to include as /usr/share/pero/models/ocr (default:
+#                     models/ocr when present, from make models)
 #   --without-models  leave the models out (the init script then needs PERO_MODEL_DIR mounted)
 # Needs a static /bin/busybox (Debian: busybox-static; installed when missing and apt-get works).
 set -euo pipefail
@@ -27,15 +27,15 @@ while [ $# -gt 0 ]; do
 	*) echo "build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 done
-if [ "$WITH_MODELS" = 1 ] && [ -z "$MODELS" ] && [ -d "$ROOT/models/pp-ocrv4" ]; then
-	MODELS="$ROOT/models/pp-ocrv4"
+if [ "$WITH_MODELS" = 1 ] && [ -z "$MODELS" ] && [ -d "$ROOT/models/ocr" ]; then
+	MODELS="$ROOT/models/ocr"
 fi
 if [ "$WITH_MODELS" = 1 ] && [ -n "$MODELS" ] && [ ! -d "$MODELS" ]; then
 	echo "build.sh: --models $MODELS: no such directory" >&2
 	exit 2
 fi
 if [ "$WITH_MODELS" = 1 ] && [ -z "$MODELS" ]; then
-	echo "build.sh: no models/pp-ocrv4 (make models): the image has no models; mount them for the init script" >&2
+	echo "build.sh: no models/ocr (make models): the image has no models; mount them for the init script" >&2
 fi
 
 static_busybox() { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; }
@@ -59,8 +59,8 @@ done
 mkdir -p "$CTX/rootfs/usr/share/pero"
 install -m 0755 "$ROOT/compose/init.sh" "$CTX/rootfs/usr/share/pero/init.sh"
 if [ "$WITH_MODELS" = 1 ] && [ -n "$MODELS" ]; then
-	mkdir -p "$CTX/rootfs/usr/share/pero/models/pp-ocrv4"
-	cp -L "$MODELS"/* "$CTX/rootfs/usr/share/pero/models/pp-ocrv4/"
+	mkdir -p "$CTX/rootfs/usr/share/pero/models/ocr"
+	cp -L "$MODELS"/* "$CTX/rootfs/usr/share/pero/models/ocr/"
 	chmod -R a+rX "$CTX/rootfs/usr/share/pero/models"
 fi
 copy_ca_certs

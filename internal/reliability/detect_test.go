@@ -33,10 +33,10 @@ func ocrAssets(t *testing.T) (model, ortLib string) {
 	type cand struct{ model, lib string }
 	var cands []cand
 	if d := os.Getenv("PERO_MODELS_DIR"); d != "" {
-		cands = append(cands, cand{filepath.Join(d, "pp-ocrv4", detModel), filepath.Join(d, "onnxruntime", "libonnxruntime.so.1")})
+		cands = append(cands, cand{filepath.Join(d, "ocr", detModel), filepath.Join(d, "onnxruntime", "libonnxruntime.so.1")})
 	}
 	cands = append(cands,
-		cand{filepath.Join(root, "models", "pp-ocrv4", detModel), filepath.Join(root, "models", "onnxruntime", "libonnxruntime.so.1")},
+		cand{filepath.Join(root, "models", "ocr", detModel), filepath.Join(root, "models", "onnxruntime", "libonnxruntime.so.1")},
 		cand{filepath.Join(root, "..", "shared", "assets", "models", "pp-ocrv4", detModel),
 			filepath.Join(root, "..", "shared", "assets", "onnxruntime", "linux-x64", "libonnxruntime.so.1")})
 	for _, c := range cands {

@@ -1,0 +1,146 @@
+package ocr
+
+import (
+	"context"
+	"encoding/json"
+	"image"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// latinDir is where the repository keeps the trained recognizer (see
+// training/MODEL_CARD.md); make models installs it into models/ocr.
+func latinDir() string { return filepath.Join(repoRoot(), "training", "model") }
+
+type latinSample struct {
+	File    string    `json:"file"`
+	Font    string    `json:"font"`
+	Text    string    `json:"text"`
+	Classes []int     `json:"classes"`
+	Probs   []float64 `json:"probs"`
+}
+
+func latinSamples(t *testing.T) []latinSample {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(latinDir(), "testdata", "samples.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []latinSample
+	if err := json.Unmarshal(data, &s); err != nil {
+		t.Fatal(err)
+	}
+	if len(s) == 0 {
+		t.Fatal("no samples")
+	}
+	return s
+}
+
+func latinEngine(t *testing.T, a testAssets, ini string) (*Engine, error) {
+	t.Helper()
+	cfg, err := ParseConfig(ini, latinDir(), func(string) string { return a.library })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewEngine(cfg, Needs{Recognize: true}, nil)
+}
+
+func loadLine(t *testing.T, path string) *raster {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, ok := img.(*image.Gray)
+	if !ok {
+		t.Fatalf("%s: want an 8-bit grayscale PNG, got %T", path, img)
+	}
+	b := g.Bounds()
+	r := &raster{w: b.Dx(), h: b.Dy(), c: 1, pix: make([]uint8, b.Dx()*b.Dy())}
+	for y := range r.h {
+		copy(r.pix[y*r.w:(y+1)*r.w], g.Pix[y*g.Stride:y*g.Stride+r.w])
+	}
+	return r
+}
+
+// The exported model, run by ONNX Runtime through the engine's own
+// pre-processing, picks the same class as torch at every time step with the
+// same probability, and reads each fixed line exactly.
+func TestLatinModelMatchesTorch(t *testing.T) {
+	a := needAssets(t)
+	e, err := latinEngine(t, a, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if got := e.Config().Recognize.Height; got != 32 {
+		t.Fatalf("height from the model = %d, want 32", got)
+	}
+	for _, s := range latinSamples(t) {
+		img := loadLine(t, filepath.Join(latinDir(), "testdata", s.File))
+		w, h := float64(img.w), float64(img.h)
+		geo := newLineGeometry(quad{{0, 0}, {w, 0}, {w, h}, {0, h}})
+		var tm Timing
+		lines, err := e.recognize(context.Background(), img, []lineGeometry{geo}, &tm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := lines[0]
+		if l.steps != len(s.Classes) {
+			t.Fatalf("%s: %d time steps, torch had %d", s.File, l.steps, len(s.Classes))
+		}
+		// The engine keeps the decoded characters; rebuild the argmax path
+		// from a direct run for the step-by-step comparison.
+		in := make([]float32, 3*img.h*l.width)
+		geo.sample(img, l.rw, img.h, l.width, img.h*l.width, in)
+		out, shape, err := e.rec.run(in, []int64{1, 3, int64(img.h), int64(l.width)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		T, C := int(shape[1]), int(shape[2])
+		for ts := range T {
+			best, bp := 0, float32(-1)
+			for c := range C {
+				if p := out[ts*C+c]; p > bp {
+					best, bp = c, p
+				}
+			}
+			if best != s.Classes[ts] || math.Abs(float64(bp)-s.Probs[ts]) > 1e-4 {
+				t.Fatalf("%s step %d: onnx runtime class %d p=%.6f, torch class %d p=%.6f", s.File, ts, best, bp, s.Classes[ts], s.Probs[ts])
+			}
+		}
+		if l.text != s.Text {
+			t.Errorf("%s (%s): read %q, want %q", s.File, s.Font, l.text, s.Text)
+		}
+	}
+}
+
+func TestRecognizerDictionaryMismatch(t *testing.T) {
+	a := needAssets(t)
+	dir := t.TempDir()
+	dict, err := os.ReadFile(filepath.Join(latinDir(), DefaultDictionary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(dir, "short.dict")
+	if err := os.WriteFile(short, dict[:len(dict)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = latinEngine(t, a, "[recognize]\ndictionary = "+short+"\n")
+	if err == nil || !strings.Contains(err.Error(), "does not belong to this model") {
+		t.Fatalf("short dictionary: err = %v, want a class count mismatch at load", err)
+	}
+	_, err = latinEngine(t, a, "[recognize]\nheight = 48\n")
+	if err == nil || !strings.Contains(err.Error(), "takes lines 32 pixels high") {
+		t.Fatalf("height 48: err = %v, want the model's height in the error", err)
+	}
+}
