@@ -40,7 +40,7 @@ const (
 //
 //	[detect]              ; see DetectConfig
 //	model = ch_PP-OCRv4_det_infer.onnx
-//	limit_side_len = 736
+//	limit_side_len = 800
 //	limit_type = max
 //	threshold = 0.3
 //	box_threshold = 0.6
@@ -159,7 +159,7 @@ func ParseConfig(text, dir string, getenv func(string) string) (Config, error) {
 
 	c.Detect = DetectConfig{
 		Model:         ini.String("detect", "model", "ch_PP-OCRv4_det_infer.onnx"),
-		LimitSide:     geti("detect", "limit_side_len", 736),
+		LimitSide:     geti("detect", "limit_side_len", 800),
 		LimitType:     strings.ToLower(ini.String("detect", "limit_type", "max")),
 		Threshold:     getf("detect", "threshold", 0.3),
 		BoxThreshold:  getf("detect", "box_threshold", 0.6),

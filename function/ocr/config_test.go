@@ -19,7 +19,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	if c.Library != "/opt/ort.so" || c.Device != "cpu" || c.Threads != 1 || c.Workers < 1 || c.MaxPixels != 100_000_000 {
 		t.Errorf("runtime defaults: %+v", c)
 	}
-	if c.Detect.Model != "/models/x/ch_PP-OCRv4_det_infer.onnx" || c.Detect.LimitSide != 736 || c.Detect.UnclipRatio != 2.0 {
+	if c.Detect.Model != "/models/x/ch_PP-OCRv4_det_infer.onnx" || c.Detect.LimitSide != 800 || c.Detect.UnclipRatio != 2.0 {
 		t.Errorf("detect defaults: %+v", c.Detect)
 	}
 	if c.Recognize.Model != "/models/x/pero-latin-rec.onnx" || c.Recognize.Dictionary != "/models/x/pero-latin.dict" || c.Recognize.Height != 0 || !c.Recognize.UseSpaceChar {

@@ -8,7 +8,7 @@ import (
 type DetectConfig struct {
 	// Model is the DB detection model file (default ch_PP-OCRv4_det_infer.onnx).
 	Model string
-	// LimitSide is the side length the page is scaled to (default 736).
+	// LimitSide is the side length the page is scaled to (default 800).
 	LimitSide int
 	// LimitType is "max" (scale the longer side down to LimitSide; default) or
 	// "min" (scale the shorter side up to LimitSide).
