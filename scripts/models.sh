@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the ONNX Runtime library and the PP-OCRv4 models for the OCR function:
+# Installs the ONNX Runtime library and the models of the OCR function:
 #
 #   $DEST/onnxruntime/libonnxruntime.so.1   (ONNX Runtime 1.30.0, CPU, linux-x64)
-#   $DEST/pp-ocrv4/ch_PP-OCRv4_det_infer.onnx, ch_PP-OCRv4_rec_infer.onnx,
-#                  ch_ppocr_mobile_v2.0_cls_infer.onnx, ppocr_keys_v1.txt, MODELS.md
+#   $DEST/ocr/ch_PP-OCRv4_det_infer.onnx, ch_PP-OCRv4_rec_infer.onnx,
+#             ch_ppocr_mobile_v2.0_cls_infer.onnx, ppocr_keys_v1.txt, MODELS.md  (PP-OCRv4)
+#   $DEST/ocr/pero-latin-rec.onnx, pero-latin.dict, MODEL_CARD.md
+#             (the default recognizer, trained by this project: copied from training/model)
 #
 # DEST defaults to models/ at the repository root (git-ignored). The files are copied from
 # ../shared/assets when that exists (SHARED_ASSETS overrides the path), otherwise downloaded
