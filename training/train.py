@@ -4,7 +4,7 @@
 
 Runs until --steps are done or --minutes of this run have passed, whichever
 comes first; a later run with the same --out resumes from the last
-checkpoint (model, optimiser, step and random state). Every --eval-every
+checkpoint (model, optimiser, step and training time; the sample stream is re-seeded from the step). Every --eval-every
 steps the CER on held-out lines is appended to <out>/log.tsv.
 
 Data rules: texts from the corpus generation sources minus every paragraph
@@ -125,7 +125,7 @@ def cer(hyps, refs):
     return errs / max(1, sum(len(charset.fold(r)) for r in refs))
 
 
-def eval_sets(corpus, texts, fonts, seed, n=150):
+def eval_sets(corpus, texts, fonts, seed, n=150, small=False):
     """Held-out lines: rendered with another seed, and the real lines of
     the held-out pages (monitoring only; the final model is the last
     checkpoint, not the best one on these)."""
@@ -133,7 +133,8 @@ def eval_sets(corpus, texts, fonts, seed, n=150):
     synth = render.Sampler(texts, fonts, None)
     val = [synth.sample(rng) for _ in range(n)]
     real = render.RealLines(corpus, HELDOUT_PAGES)
-    real.items = real.items[: max(n, 0)] if n < 150 else real.items
+    if small:
+        real.items = real.items[:n]
     return {
         "synthetic": ([render.to_height(i) for i, _ in val], [t for _, t in val]),
         "real_heldout": ([render.to_height(i) for i, _, _ in real.items], [t for _, t, _ in real.items]),
@@ -196,7 +197,7 @@ def main(argv=None):
     # checkpoint before it stops them.
     extra = {"prefetch_factor": 4, "worker_init_fn": _quiet_worker} if args.workers else {}
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=args.workers, **extra)
-    evals = eval_sets(args.corpus, texts, fonts, args.seed, n=10 if args.small else 150)
+    evals = eval_sets(args.corpus, texts, fonts, args.seed, n=10 if args.small else 150, small=args.small)
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     log_path = os.path.join(args.out, "log.tsv")
     if not os.path.exists(log_path):
