@@ -34,11 +34,12 @@ Directories are searched recursively for .png, .jpg, .jpeg, .tif, .tiff, .bmp, .
 .gif files; results keep their path below the directory.
 
 Models: --models DIR holds the model files; paths in --config are relative to it (default:
-$PERO_MODELS_DIR/ocr, else ./models/ocr, else models/ocr of the checkout
-holding this binary, as put there by ` + "`make models`" + `). Lines are read by the
-project's own Latin-script recognizer (pero-latin); a config with [recognize] model =
-ch_PP-OCRv4_rec_infer.onnx and dictionary = ppocr_keys_v1.txt selects PP-OCRv4's. The ONNX Runtime library comes from --ort-lib, $PERO_ORT_LIB, the config's [runtime] library, models/onnxruntime/ or the
-system library path, in that order. --config takes a stage config.ini (see function/ocr).
+$PERO_MODELS_DIR/ocr, else ./models/ocr, else models/ocr of the checkout holding this
+binary, as put there by ` + "`make models`" + `). Lines are read by pero-latin, the project's own
+Latin-script recognizer; a config with [recognize] model = ch_PP-OCRv4_rec_infer.onnx and
+dictionary = ppocr_keys_v1.txt selects PP-OCRv4's. The ONNX Runtime library comes from
+--ort-lib, $PERO_ORT_LIB, the config's [runtime] library, models/onnxruntime/ or the system
+library path, in that order. --config takes a stage config.ini (see function/ocr).
 
 Examples:
   pero ocr --out results scans/
