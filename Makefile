@@ -82,7 +82,7 @@ model-archive: models ## Pack models/ocr as a stage model archive, bin/ocr-model
 # --- the recognizer: training from scratch (Debian's python3-torch), export to training/model ---
 PYTHON ?= /usr/bin/python3
 TRAIN_DIR ?= training/runs/latin
-TRAIN_STEPS ?= 5500
+TRAIN_STEPS ?= 5600
 TRAIN_MINUTES ?= 0
 
 .PHONY: train-recognizer

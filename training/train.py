@@ -163,7 +163,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=20261128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1, help="data loader processes (0: render in the training process)")
-    ap.add_argument("--eval-every", type=int, default=1000)
+    ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--real-share", type=float, default=0.12, help="share of real training lines in a batch")
     ap.add_argument("--small", action="store_true", help="a tiny model and set, for the smoke test")
