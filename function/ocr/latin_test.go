@@ -3,8 +3,6 @@ package ocr
 import (
 	"context"
 	"encoding/json"
-	"image"
-	"image/png"
 	"math"
 	"os"
 	"path/filepath"
@@ -51,25 +49,15 @@ func latinEngine(t *testing.T, a testAssets, ini string) (*Engine, error) {
 
 func loadLine(t *testing.T, path string) *raster {
 	t.Helper()
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	img, err := png.Decode(f)
+	img, err := decodeImage(data, 0)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", path, err)
 	}
-	g, ok := img.(*image.Gray)
-	if !ok {
-		t.Fatalf("%s: want an 8-bit grayscale PNG, got %T", path, img)
-	}
-	b := g.Bounds()
-	r := &raster{w: b.Dx(), h: b.Dy(), c: 1, pix: make([]uint8, b.Dx()*b.Dy())}
-	for y := range r.h {
-		copy(r.pix[y*r.w:(y+1)*r.w], g.Pix[y*g.Stride:y*g.Stride+r.w])
-	}
-	return r
+	return img
 }
 
 // The exported model, run by ONNX Runtime through the engine's own
