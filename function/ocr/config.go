@@ -43,7 +43,7 @@ const (
 //	limit_side_len = 800
 //	limit_type = max
 //	threshold = 0.3
-//	box_threshold = 0.6
+//	box_threshold = 0.5
 //	unclip_ratio = 2.0
 //
 //	[classify]            ; the 0/180 degree line classifier
@@ -162,7 +162,7 @@ func ParseConfig(text, dir string, getenv func(string) string) (Config, error) {
 		LimitSide:     geti("detect", "limit_side_len", 800),
 		LimitType:     strings.ToLower(ini.String("detect", "limit_type", "max")),
 		Threshold:     getf("detect", "threshold", 0.3),
-		BoxThreshold:  getf("detect", "box_threshold", 0.6),
+		BoxThreshold:  getf("detect", "box_threshold", 0.5),
 		UnclipRatio:   getf("detect", "unclip_ratio", 2.0),
 		MaxCandidates: geti("detect", "max_candidates", 1000),
 		MinSize:       getf("detect", "min_size", 3),

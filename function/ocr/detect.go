@@ -15,7 +15,9 @@ type DetectConfig struct {
 	LimitType string
 	// Threshold binarises the probability map (default 0.3).
 	Threshold float64
-	// BoxThreshold drops boxes whose mean probability is below it (default 0.6).
+	// BoxThreshold drops boxes whose mean probability is below it (default
+	// 0.5: at 0.6 short lines such as page numbers are lost at the default
+	// detection size).
 	BoxThreshold float64
 	// UnclipRatio grows each box by area*ratio/perimeter (default 2.0; PaddleOCR
 	// uses 1.5, with which the recogniser runs words together more often).
