@@ -57,6 +57,14 @@ func decodeImage(data []byte, maxPixels int) (*raster, error) {
 	if maxPixels > 0 && int64(cfg.Width)*int64(cfg.Height) > int64(maxPixels) {
 		return nil, fmt.Errorf("%w: %dx%d is more than %d pixels (raise max_pixels to accept it)", ErrImageTooLarge, cfg.Width, cfg.Height, maxPixels)
 	}
+	if format == "png" {
+		if r, ok, err := decodePNG(data); ok {
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", ErrBadImage, err)
+			}
+			return r, nil
+		}
+	}
 	img, _, err := image.Decode(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBadImage, format, err)

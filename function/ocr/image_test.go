@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+	"image/png"
 	"testing"
 
 	"golang.org/x/image/tiff"
@@ -123,6 +124,14 @@ func FuzzDecodeImage(f *testing.F) {
 	_ = tiff.Encode(&tif, synthPage(16, 16), nil)
 	f.Add(tif.Bytes())
 	f.Add(pngHeader(5, 5))
+	pix := make([]uint8, 6*5*3)
+	for i := range pix {
+		pix[i] = uint8(i * 37)
+	}
+	for ft := range byte(5) {
+		f.Add(rawPNG(f, pix, 6, 5, 3, func(int) byte { return ft }))
+		f.Add(rawPNG(f, pix[:30], 6, 5, 1, func(y int) byte { return (ft + byte(y)) % 5 }))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := decodeImage(data, 1<<20)
 		if err != nil {
@@ -130,6 +139,15 @@ func FuzzDecodeImage(f *testing.F) {
 		}
 		if r.w < MinImageSide || r.h < MinImageSide || r.w*r.h > 1<<20 || len(r.pix) != r.w*r.h*r.c {
 			t.Fatalf("decoded %dx%dx%d with %d samples", r.w, r.h, r.c, len(r.pix))
+		}
+		// Where the PNG fast path and image/png both read an image, they
+		// read the same pixels.
+		if fast, ok, err := decodePNG(data); ok && err == nil {
+			if img, err := png.Decode(bytes.NewReader(data)); err == nil {
+				if want := toRaster(img); want.c != fast.c || !bytes.Equal(want.pix, fast.pix) {
+					t.Fatalf("fast PNG path and image/png disagree on a %dx%dx%d image", fast.w, fast.h, fast.c)
+				}
+			}
 		}
 	})
 }
