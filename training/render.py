@@ -183,10 +183,13 @@ class RealLines:
 
 class Sampler:
     """Training samples: mostly synthetic lines in the four languages, some
-    with the long s, some of random characters, and real training lines."""
+    set with typographic dashes and quotes, some with the long s, some of
+    random characters, some of forms and page furniture (amounts, dates,
+    numbers), and real training lines."""
 
-    def __init__(self, texts, fonts, real=None, real_share=0.15):
+    def __init__(self, texts, fonts, real=None, real_share=0.15, structured_share=0.12):
         self.texts, self.fonts, self.real = texts, fonts, real
+        self.structured_share = structured_share
         self.real_share = real_share if real and real.items else 0
 
     def sample(self, rng):
@@ -194,11 +197,16 @@ class Sampler:
             if rng.random() < self.real_share:
                 img, text = self.real.augmented(rng)
             else:
-                if rng.random() < 0.08:
+                kind = rng.random()
+                if kind < 0.08:
                     text = textmod.random_line(rng)
+                elif kind < 0.08 + self.structured_share:
+                    text = textmod.structured_line(rng)
                 else:
                     lang = rng.choice(self.texts.langs)
                     text = self.texts.line(rng, lang)
+                    if rng.random() < 0.4:
+                        text = textmod.typographic(text, lang, rng)
                     if lang in ("de", "fr") and rng.random() < 0.15:
                         text = textmod.long_s(text, rng)
                 nb = (self.texts.line(rng), self.texts.line(rng))

@@ -57,6 +57,38 @@ class SmokeTest(unittest.TestCase):
             self.assertEqual(m.graph.input[0].type.tensor_type.shape.dim[2].dim_value, 32)
             self.assertTrue(os.path.exists(os.path.join(out, "testdata", "samples.json")))
 
+            # The exported model loads back for further training: in eval
+            # mode the rebuilt network computes what the checkpoint did.
+            import torch
+            import model as modelmod
+            import warmstart
+            onnx_path = os.path.join(out, "pero-latin-rec.onnx")
+            ref, _ = export.load(os.path.join(run, "checkpoint.pt"))
+            x = torch.rand(3, 3, 32, 96) * 2 - 1
+            net = warmstart.from_onnx(modelmod.Recognizer(width=32, blocks=1), onnx_path, x)
+            net.eval()
+            with torch.no_grad():
+                self.assertLess((net(x) - ref(x)).abs().max().item(), 1e-5)
+            with self.assertRaises(ValueError):
+                warmstart.from_onnx(modelmod.Recognizer(width=32, blocks=2), onnx_path, x)
+            ft = os.path.join(d, "finetune")
+            self.assertEqual(train.main(["--corpus", self.corpus, "--out", ft, "--small", "--batch", "4", "--workers", "0",
+                                         "--eval-every", "2", "--save-every", "2", "--steps", "2", "--init", onnx_path]), 2)
+
+    def test_structured_and_typographic_text(self):
+        import random
+        import texts
+        rng = random.Random(5)
+        for _ in range(300):
+            line = texts.structured_line(rng)
+            self.assertTrue(0 < len(line) <= 90, line)
+            self.assertIsNotNone(charset.encode(line), line)
+        de = [texts.typographic('He said "go - now".', "de", random.Random(i)) for i in range(40)]
+        self.assertIn("He said „go – now“.", de)
+        fr = [texts.typographic('Il dit "non" - puis partit.', "fr", random.Random(i)) for i in range(40)]
+        self.assertIn("Il dit « non » – puis partit.", fr)
+        self.assertTrue(all(charset.encode(t) for t in de + fr))
+
 
 if __name__ == "__main__":
     unittest.main()

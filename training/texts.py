@@ -109,3 +109,140 @@ def long_s(text, rng: random.Random):
         nxt = text[i + 1] if i + 1 < len(text) else " "
         out.append("ſ" if c == "s" and nxt.isalpha() else c)
     return "".join(out)
+
+
+# Lines of the kind forms, invoices, letters and page furniture hold, in our
+# own words: amounts, dates, numbers, phone numbers, ranges with en dashes
+# and page numbers, each language with its own number and spacing habits.
+_LABELS = {
+    "en": ["Invoice", "Order no.", "Account", "Total", "Amount due", "Date", "Phone", "Fax", "Ref.", "Customer no.",
+           "Balance", "Paid on", "Due by", "Room", "Hours", "Case", "Item", "Subtotal", "VAT", "Shipping"],
+    "de": ["Rechnungsbetrag", "Auftrag", "Kundennummer", "Summe", "Datum", "Telefon", "Fax", "Aktenzeichen", "Konto",
+           "Fällig am", "Öffnungszeiten", "Betrag", "Zimmer", "MwSt.", "Gesamt", "Bestellung", "Lieferung", "Az."],
+    "fr": ["Facture", "Commande", "Montant", "Total", "Date", "Tél.", "Fax", "Réf.", "Client n°", "Échéance",
+           "Horaires", "Adresse", "TVA", "Dossier", "Livraison", "Solde", "Article", "Bureau"],
+    "cs": ["Faktura", "Objednávka", "Částka", "Celkem", "Datum", "Tel.", "Fax", "Č. j.", "Číslo účtu", "Splatnost",
+           "Otevírací doba", "DPH", "Variabilní symbol", "Zákazník", "Dodání", "Položka", "Kancelář"],
+}
+_MONTHS = {
+    "en": "January February March April May June July August September October November December",
+    "de": "Januar Februar März April Mai Juni Juli August September Oktober November Dezember",
+    "fr": "janvier février mars avril mai juin juillet août septembre octobre novembre décembre",
+    "cs": "ledna února března dubna května června července srpna září října listopadu prosince",
+}
+_DAYS = {"en": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat"], "de": ["Mo", "Di", "Mi", "Do", "Fr", "Sa"],
+         "fr": ["lun.", "mar.", "mer.", "jeu.", "ven.", "sam."], "cs": ["po", "út", "st", "čt", "pá", "so"]}
+
+
+def _group(n, sep):
+    s = str(n)
+    parts = []
+    while len(s) > 3:
+        parts.insert(0, s[-3:])
+        s = s[:-3]
+    parts.insert(0, s)
+    return sep.join(parts)
+
+
+def _amount(rng, lang):
+    n, c = rng.randint(0, 10 ** rng.randint(1, 7)), rng.randint(0, 99)
+    if lang == "en":
+        v = f"{_group(n, ',')}.{c:02d}"
+        return rng.choice([f"${v}", f"£{v}", f"{v} USD", f"€{v}"])
+    if lang == "de":
+        v = f"{_group(n, '.')},{c:02d}"
+        return rng.choice([f"{v} €", f"EUR {v}", f"{v} EUR", f"{v} DM"])
+    v = f"{_group(n, ' ')},{c:02d}"
+    return rng.choice([f"{v} €", f"{v} EUR"]) if lang == "fr" else rng.choice([f"{v} Kč", f"{v} CZK", f"{v} €"])
+
+
+def _date(rng, lang):
+    d, m, y = rng.randint(1, 28), rng.randint(1, 12), rng.randint(1890, 2030)
+    name = _MONTHS[lang].split()[m - 1]
+    if lang == "en":
+        return rng.choice([f"{name} {d}, {y}", f"{d} {name} {y}", f"{m:02d}/{d:02d}/{y}", f"{y}-{m:02d}-{d:02d}"])
+    if lang == "de":
+        return rng.choice([f"{d:02d}.{m:02d}.{y}", f"{d}. {name} {y}", f"{d}.{m}.{y}"])
+    if lang == "fr":
+        return rng.choice([f"{d} {name} {y}", f"{d:02d}/{m:02d}/{y}", f"le {d} {name} {y}"])
+    return rng.choice([f"{d}. {m}. {y}", f"{d}. {name} {y}", f"{d:02d}.{m:02d}.{y}"])
+
+
+def _phone(rng, lang):
+    dg = lambda k: "".join(str(rng.randint(0, 9)) for _ in range(k))  # noqa: E731
+    return {
+        "en": rng.choice([f"({dg(3)}) {dg(3)}-{dg(4)}", f"+44 {dg(2)} {dg(4)} {dg(4)}", f"+1 {dg(3)} {dg(3)} {dg(4)}"]),
+        "de": rng.choice([f"+49 {dg(2)} {dg(7)}", f"0{dg(3)} / {dg(6)}", f"+49 {dg(3)} {dg(3)} {dg(4)}"]),
+        "fr": rng.choice([f"+33 {dg(1)} {dg(2)} {dg(2)} {dg(2)} {dg(2)}", f"0{dg(1)} {dg(2)} {dg(2)} {dg(2)} {dg(2)}"]),
+        "cs": rng.choice([f"+420 {dg(3)} {dg(3)} {dg(3)}", f"{dg(3)} {dg(3)} {dg(3)}"]),
+    }[lang]
+
+
+def _number(rng, lang):
+    n = rng.randint(1, 10 ** rng.randint(2, 6))
+    y = rng.randint(0, 99)
+    return rng.choice([str(n), f"{n}/{y:02d}", f"{rng.randint(1, 9)} {rng.choice('ABCKLRS')} {n}/{y:02d}",
+                       f"#{n}", f"{rng.choice(['AB', 'XZ', 'KT', 'RF'])}-{n}", f"{rng.randint(1990, 2030)}/{n}"])
+
+
+def _range(rng, lang):
+    a = rng.randint(1, 40)
+    days = _DAYS[lang]
+    i = rng.randrange(len(days) - 1)
+    return rng.choice([f"{a}–{a + rng.randint(1, 30)}", f"{days[i]}–{days[rng.randrange(i + 1, len(days))]}",
+                       f"{rng.randint(6, 10)}–{rng.randint(12, 19)}", f"{rng.randint(1800, 1950)}–{rng.randint(1951, 2025)}",
+                       f"{rng.randint(7, 9)}:{rng.choice(['00', '30'])}–{rng.randint(12, 18)}:{rng.choice(['00', '30'])}"])
+
+
+def page_number(rng, lang):
+    n = rng.randint(1, 480)
+    word = {"en": "Page", "de": "Seite", "fr": "Page", "cs": "Strana"}[lang]
+    return rng.choice([f"– {n} –", f"- {n} -", f"— {n} —", str(n), f"{word} {n}", f"{word} {n} / {n + rng.randint(0, 20)}",
+                       f"[{n}]", f"({n})"])
+
+
+def structured_line(rng: random.Random, lang=None):
+    """A line of labelled fields: 'Datum: 05.03.2019 – Betrag: 1.234,50 €'."""
+    lang = lang or rng.choice(sorted(_LABELS))
+    if rng.random() < 0.12:
+        return page_number(rng, lang)
+    colon = " : " if lang == "fr" else ": "
+    fields = []
+    for _ in range(rng.randint(1, 4)):
+        value = rng.choice([_amount, _date, _phone, _number, _range])(rng, lang)
+        if rng.random() < 0.75:
+            fields.append(rng.choice(_LABELS[lang]) + rng.choice([colon, " "]) + value)
+        else:
+            fields.append(value)
+    sep = rng.choice([", ", " – ", "; ", "  ", " | ", " · "])
+    text = " ".join(sep.join(fields).split())
+    if rng.random() < 0.3:
+        text += rng.choice([".", ",", ";", ")"])
+    return text[:90]
+
+
+_QUOTES = {"en": ("“", "”", "‘", "’"), "de": ("„", "“", "‚", "‘"), "cs": ("„", "“", "‚", "‘"), "fr": ("« ", " »", "‹ ", " ›")}
+
+
+def typographic(text, lang, rng: random.Random):
+    """The same words as a typesetter would print them: en dashes between
+    clauses and in ranges, the language's own quotation marks."""
+    if rng.random() < 0.5:
+        text = text.replace(" - ", " – ").replace(" -- ", " – ").replace("--", "—")
+    if lang in _QUOTES and '"' in text and rng.random() < 0.7:
+        o, c, so, sc = _QUOTES[lang]
+        parts = text.split('"')
+        if len(parts) % 2 == 1:
+            text = "".join(p if i % 2 == 0 else o + p.strip() + c for i, p in enumerate(parts)) if lang == "fr" else \
+                "".join(p if i % 2 == 0 else o + p + c for i, p in enumerate(parts))
+    if lang in _QUOTES and rng.random() < 0.15:
+        o, c, so, sc = _QUOTES[lang]
+        words = text.split(" ")
+        if len(words) >= 4:
+            i = rng.randrange(len(words) - 2)
+            j = i + rng.randint(1, min(4, len(words) - i - 1))
+            q = (o, c) if rng.random() < 0.6 else (so, sc)
+            words[i] = q[0].strip() + words[i] if lang != "fr" else q[0] + words[i]
+            words[j] = words[j] + q[1].strip() if lang != "fr" else words[j] + q[1]
+            text = " ".join(words)
+    return text

@@ -31,6 +31,7 @@ import charset  # noqa: E402
 import model as modelmod  # noqa: E402
 import render  # noqa: E402
 import texts as textmod  # noqa: E402
+import warmstart  # noqa: E402
 
 # The real scans come from three works, four pages each; the first two pages
 # of each are trained on, the last two are held out and scored.
@@ -166,7 +167,9 @@ def main(argv=None):
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--real-share", type=float, default=0.12, help="share of real training lines in a batch")
+    ap.add_argument("--structured-share", type=float, default=0.12, help="share of form-like lines (amounts, dates, numbers)")
     ap.add_argument("--small", action="store_true", help="a tiny model and set, for the smoke test")
+    ap.add_argument("--init", default="", help="start a new run from this exported model (ONNX) instead of from scratch")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -186,11 +189,17 @@ def main(argv=None):
         opt.load_state_dict(st["opt"])
         step, elapsed = st["step"], st["elapsed"]
         print(f"resumed at step {step} ({elapsed / 60:.1f} min trained)", flush=True)
+    elif args.init:
+        calib_rng = random.Random(args.seed - 1)
+        sampler0 = render.Sampler(texts, fonts, real, args.real_share)
+        calib, _, _, _ = batch_tensors([sampler0.sample(calib_rng) for _ in range(4 * args.batch)])
+        warmstart.from_onnx(net, args.init, calib)
+        print(f"started from {args.init}", flush=True)
     params = sum(p.numel() for p in net.parameters())
     print(f"{params} parameters, {charset.NUM_CLASSES} classes, {len(real.items)} real training lines, "
           f"{texts.dropped} paragraphs dropped for holding a scored line", flush=True)
 
-    sampler = render.Sampler(texts, fonts, real, args.real_share)
+    sampler = render.Sampler(texts, fonts, real, args.real_share, args.structured_share)
     # Re-seed by step, so a resumed run draws new samples.
     stream = Stream(sampler, args.batch, args.seed + step)
     # Loader processes leave SIGINT/SIGTERM to this one, which saves a
@@ -214,7 +223,7 @@ def main(argv=None):
 
     def checkpoint():
         save(ckpt_path, {"model": net.state_dict(), "opt": opt.state_dict(), "step": step,
-                         "elapsed": base + time.time() - start, "small": args.small})
+                         "elapsed": base + time.time() - start, "small": args.small, "init": args.init})
 
     for x, y, tl, il in loader:
         if step >= args.steps or stop or (args.minutes and time.time() - start > args.minutes * 60):
