@@ -71,6 +71,19 @@ class SmokeTest(unittest.TestCase):
                 self.assertLess((net(x) - ref(x)).abs().max().item(), 1e-5)
             with self.assertRaises(ValueError):
                 warmstart.from_onnx(modelmod.Recognizer(width=32, blocks=2), onnx_path, x)
+            # Its integer version: every convolution's weights in int8.
+            import numpy as np
+            import quantize
+            from PIL import Image
+            rng = np.random.default_rng(0)
+            lines = [(Image.fromarray(rng.integers(0, 256, (32, 64 + 8 * i), dtype=np.uint8)), "a") for i in range(4)]
+            int8_path = os.path.join(out, "int8.onnx")
+            quantize.quantize(onnx_path, int8_path, quantize.activation_samples(net, lines, 0.999))
+            q = onnx.load(int8_path)
+            convs = [n for n in q.graph.node if n.op_type == "Conv"]
+            int8 = {i.name for i in q.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+            self.assertEqual(len(convs), len(warmstart._convs(net)))
+            self.assertTrue(all(any(n.input[1].startswith(w.rsplit("/", 1)[0]) for w in int8) for n in convs))
             ft = os.path.join(d, "finetune")
             self.assertEqual(train.main(["--corpus", self.corpus, "--out", ft, "--small", "--batch", "4", "--workers", "0",
                                          "--eval-every", "2", "--save-every", "2", "--steps", "2", "--init", onnx_path]), 2)

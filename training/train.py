@@ -1,6 +1,7 @@
-"""Train the line recognizer from scratch.
+"""Train the line recognizer from scratch, or further from an exported model.
 
   /usr/bin/python3 training/train.py --out training/runs/latin --steps 60000 --minutes 120
+  /usr/bin/python3 training/train.py --init training/model/pero-latin-rec.onnx --out training/runs/more --lr 5e-4
 
 Runs until --steps are done or --minutes of this run have passed, whichever
 comes first; a later run with the same --out resumes from the last
@@ -153,7 +154,7 @@ def save(path, state):
     os.replace(tmp, path)
 
 
-def main(argv=None):
+def parser():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default=default_corpus(), help="the public corpus (texts config, real lines)")
     ap.add_argument("--out", default="training/runs/latin", help="checkpoint and log directory")
@@ -170,7 +171,11 @@ def main(argv=None):
     ap.add_argument("--structured-share", type=float, default=0.12, help="share of form-like lines (amounts, dates, numbers)")
     ap.add_argument("--small", action="store_true", help="a tiny model and set, for the smoke test")
     ap.add_argument("--init", default="", help="start a new run from this exported model (ONNX) instead of from scratch")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -256,4 +261,10 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    steps = main()
+    want = parser().parse_args().steps
+    if steps < want:
+        # Stopped by --minutes or a signal: a non-zero status stops make
+        # before it exports an unfinished model; the next run resumes.
+        print(f"schedule not finished ({steps} of {want} steps): run again to resume", file=sys.stderr)
+        sys.exit(75)

@@ -60,12 +60,41 @@ func loadLine(t *testing.T, path string) *raster {
 	return img
 }
 
+// argmaxPath runs the recognizer on one line directly and returns the best
+// class and its probability at each time step (the engine keeps only the
+// decoded characters).
+func argmaxPath(t *testing.T, e *Engine, img *raster, geo lineGeometry, l *recLine) ([]int, []float32) {
+	t.Helper()
+	in := make([]float32, 3*img.h*l.width)
+	geo.sample(img, l.rw, img.h, l.width, img.h*l.width, in)
+	out, shape, err := e.rec.run(in, []int64{1, 3, int64(img.h), int64(l.width)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	T, C := int(shape[1]), int(shape[2])
+	classes, probs := make([]int, T), make([]float32, T)
+	for ts := range T {
+		best, bp := 0, float32(-1)
+		for c := range C {
+			if p := out[ts*C+c]; p > bp {
+				best, bp = c, p
+			}
+		}
+		classes[ts], probs[ts] = best, bp
+	}
+	return classes, probs
+}
+
+// latinFloat is the exported model as torch computes it; the default,
+// DefaultRecognizeModel, is its integer version (training/quantize.py).
+const latinFloat = "pero-latin-rec.onnx"
+
 // The exported model, run by ONNX Runtime through the engine's own
 // pre-processing, picks the same class as torch at every time step with the
 // same probability, and reads each fixed line exactly.
 func TestLatinModelMatchesTorch(t *testing.T) {
 	a := needAssets(t)
-	e, err := latinEngine(t, a, "")
+	e, err := latinEngine(t, a, "[recognize]\nmodel = "+latinFloat+"\n")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,29 +115,54 @@ func TestLatinModelMatchesTorch(t *testing.T) {
 		if l.steps != len(s.Classes) {
 			t.Fatalf("%s: %d time steps, torch had %d", s.File, l.steps, len(s.Classes))
 		}
-		// The engine keeps the decoded characters; rebuild the argmax path
-		// from a direct run for the step-by-step comparison.
-		in := make([]float32, 3*img.h*l.width)
-		geo.sample(img, l.rw, img.h, l.width, img.h*l.width, in)
-		out, shape, err := e.rec.run(in, []int64{1, 3, int64(img.h), int64(l.width)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		T, C := int(shape[1]), int(shape[2])
-		for ts := range T {
-			best, bp := 0, float32(-1)
-			for c := range C {
-				if p := out[ts*C+c]; p > bp {
-					best, bp = c, p
-				}
-			}
-			if best != s.Classes[ts] || math.Abs(float64(bp)-s.Probs[ts]) > 1e-4 {
-				t.Fatalf("%s step %d: onnx runtime class %d p=%.6f, torch class %d p=%.6f", s.File, ts, best, bp, s.Classes[ts], s.Probs[ts])
+		classes, probs := argmaxPath(t, e, img, geo, l)
+		for ts := range classes {
+			if classes[ts] != s.Classes[ts] || math.Abs(float64(probs[ts])-s.Probs[ts]) > 1e-4 {
+				t.Fatalf("%s step %d: onnx runtime class %d p=%.6f, torch class %d p=%.6f", s.File, ts, classes[ts], probs[ts], s.Classes[ts], s.Probs[ts])
 			}
 		}
 		if l.text != s.Text {
 			t.Errorf("%s (%s): read %q, want %q", s.File, s.Font, l.text, s.Text)
 		}
+	}
+}
+
+// The integer model, the default, reads each fixed line exactly too, and
+// picks torch's class at nearly every time step.
+func TestLatinInt8Model(t *testing.T) {
+	a := needAssets(t)
+	e, err := latinEngine(t, a, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if got := filepath.Base(e.Config().Recognize.Model); got != DefaultRecognizeModel {
+		t.Fatalf("default model %s, want %s", got, DefaultRecognizeModel)
+	}
+	same, steps := 0, 0
+	for _, s := range latinSamples(t) {
+		img := loadLine(t, filepath.Join(latinDir(), "testdata", s.File))
+		w, h := float64(img.w), float64(img.h)
+		geo := newLineGeometry(quad{{0, 0}, {w, 0}, {w, h}, {0, h}})
+		var tm Timing
+		lines, err := e.recognize(context.Background(), img, []lineGeometry{geo}, &tm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if lines[0].text != s.Text {
+			t.Errorf("%s (%s): read %q, want %q", s.File, s.Font, lines[0].text, s.Text)
+		}
+		classes, _ := argmaxPath(t, e, img, geo, lines[0])
+		for i, c := range classes {
+			steps++
+			if i < len(s.Classes) && c == s.Classes[i] {
+				same++
+			}
+		}
+	}
+	t.Logf("integer model: torch's class at %d of %d steps", same, steps)
+	if float64(same) < 0.98*float64(steps) {
+		t.Errorf("integer model picks torch's class at %d of %d steps, want 98%%", same, steps)
 	}
 }
 

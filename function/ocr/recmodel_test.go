@@ -7,7 +7,7 @@ import (
 )
 
 // BenchmarkRecModel runs each recognizer alone on the same line, 800 x 48
-// pixels at PP-OCRv4's height (536 x 32 at pero-latin's), as one run of one
+// pixels at PP-OCRv4's height (536 x 32 at pero-latin's, integer and float), as one run of one
 // thread: the per-line model cost without pre- or post-processing.
 func BenchmarkRecModel(b *testing.B) {
 	a := needAssets(b)
@@ -17,7 +17,7 @@ func BenchmarkRecModel(b *testing.B) {
 	for _, m := range []struct {
 		name, file string
 		h          int
-	}{{"pero-latin", DefaultRecognizeModel, 32}, {"pp-ocrv4", "ch_PP-OCRv4_rec_infer.onnx", 48}} {
+	}{{"pero-latin", DefaultRecognizeModel, 32}, {"pero-latin-float", latinFloat, 32}, {"pp-ocrv4", "ch_PP-OCRv4_rec_infer.onnx", 48}} {
 		s, err := newSession(filepath.Join(a.modelDir, m.file), sessionOptions{threads: 1})
 		if err != nil {
 			b.Fatal(err)
