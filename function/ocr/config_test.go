@@ -22,7 +22,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	if c.Detect.Model != "/models/x/ch_PP-OCRv4_det_infer.onnx" || c.Detect.LimitSide != 800 || c.Detect.UnclipRatio != 2.0 {
 		t.Errorf("detect defaults: %+v", c.Detect)
 	}
-	if c.Recognize.Model != "/models/x/pero-latin-rec.onnx" || c.Recognize.Dictionary != "/models/x/pero-latin.dict" || c.Recognize.Height != 0 || !c.Recognize.UseSpaceChar {
+	if c.Recognize.Model != "/models/x/pero-latin-rec-int8.onnx" || c.Recognize.Dictionary != "/models/x/pero-latin.dict" || c.Recognize.Height != 0 || !c.Recognize.UseSpaceChar {
 		t.Errorf("recognize defaults: %+v", c.Recognize)
 	}
 	if c.Classify.Enabled || strings.Join(c.Formats, ",") != "page" {
