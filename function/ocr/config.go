@@ -53,7 +53,7 @@ const (
 //	threshold = 0.9
 //
 //	[recognize]           ; see RecognizeConfig
-//	model = pero-latin-rec.onnx   ; ch_PP-OCRv4_rec_infer.onnx for PP-OCRv4
+//	model = pero-latin-rec-int8.onnx ; pero-latin-rec.onnx (float), ch_PP-OCRv4_rec_infer.onnx for PP-OCRv4
 //	dictionary = pero-latin.dict  ; ppocr_keys_v1.txt for PP-OCRv4
 //	use_space_char = yes
 //	height = 0            ; 0: the model's own input height
@@ -94,7 +94,7 @@ type ClassifyConfig struct {
 
 // RecognizeConfig holds the line recognition settings ([recognize]).
 type RecognizeConfig struct {
-	// Model is the CTC recognition model file (default pero-latin-rec.onnx).
+	// Model is the CTC recognition model file (default pero-latin-rec-int8.onnx).
 	Model string
 	// Dictionary is the character list, one per line (default pero-latin.dict).
 	Dictionary string

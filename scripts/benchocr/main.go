@@ -8,7 +8,7 @@
 // follow it):
 //
 //   - pero-latin: `pero ocr` with the built-in config, i.e. the project's own
-//     Latin-script recognizer (pero-latin-rec.onnx, pero-latin.dict);
+//     Latin-script recognizer (pero-latin-rec-int8.onnx, pero-latin.dict);
 //   - pp-ocrv4: `pero ocr --config` with a config.ini, written to the work
 //     directory, that selects PP-OCRv4's recognizer
 //     (ch_PP-OCRv4_rec_infer.onnx, ppocr_keys_v1.txt);
