@@ -4,17 +4,19 @@
 // all cores, and peak memory, for every tool in the same run. `make
 // bench-ocr` runs it; see README.md for the table.
 //
-// Tools (-tools, default all three, in this order; the table's columns
-// follow it):
+// Tools (-tools, default pero-latin, pp-ocrv4 and tesseract in this order;
+// the table's columns follow it):
 //
 //   - pero-latin: `pero ocr` with the built-in config, i.e. the project's own
 //     Latin-script recognizer (pero-latin-rec-int8.onnx, pero-latin.dict);
+//   - pero-latin-float, only when named: the same with the float model the
+//     integer one was quantised from (pero-latin-rec.onnx);
 //   - pp-ocrv4: `pero ocr --config` with a config.ini, written to the work
 //     directory, that selects PP-OCRv4's recognizer
 //     (ch_PP-OCRv4_rec_infer.onnx, ppocr_keys_v1.txt);
 //   - tesseract (skipped when the -tesseract flag is empty).
 //
-// Both pero tools read the models directory <-models>/ocr (make models).
+// The pero tools read the models directory <-models>/ocr (make models).
 //
 // The real scans: pero-latin was trained on the line crops of a few real
 // pages, so those pages (-exclude, page ids) are never scored: their
@@ -58,10 +60,17 @@ import (
 
 // The tools, in the default column order.
 const (
-	toolLatin     = "pero-latin"
-	toolPPOCR     = "pp-ocrv4"
-	toolTesseract = "tesseract"
+	toolLatin      = "pero-latin"
+	toolLatinFloat = "pero-latin-float" // not run unless named in -tools
+	toolPPOCR      = "pp-ocrv4"
+	toolTesseract  = "tesseract"
 )
+
+// latinFloatConfig selects the float export of pero-latin, which the
+// default integer model was quantised from.
+const latinFloatConfig = `[recognize]
+model = pero-latin-rec.onnx
+`
 
 // ppocrConfig selects PP-OCRv4's recognizer; paths are relative to --models.
 const ppocrConfig = `[recognize]
@@ -87,7 +96,7 @@ func main() {
 	flag.StringVar(&o.pero, "pero", "bin/pero", "pero binary built with cgo (make build)")
 	flag.StringVar(&o.models, "models", "models", "models directory (make models); pero reads its ocr/ subdirectory")
 	flag.StringVar(&groups, "groups", "pages,lines,real-pages,real-lines", "corpus groups to run")
-	flag.StringVar(&tools, "tools", strings.Join([]string{toolLatin, toolPPOCR, toolTesseract}, ","), "tools to run, in column order: "+toolLatin+", "+toolPPOCR+", "+toolTesseract)
+	flag.StringVar(&tools, "tools", strings.Join([]string{toolLatin, toolPPOCR, toolTesseract}, ","), "tools to run, in column order: "+toolLatin+", "+toolLatinFloat+" (the float model), "+toolPPOCR+", "+toolTesseract)
 	flag.StringVar(&exclude, "exclude", defaultExclude, "real page ids never scored (pero-latin was trained on their lines): dropped from real-pages and real-lines")
 	flag.IntVar(&o.limit, "limit", 0, "keep only the first N samples of each group (0: all)")
 	flag.IntVar(&o.cores, "cores", runtime.NumCPU(), "the 'all cores' setting")
@@ -195,7 +204,7 @@ func run(o options) error {
 	seen := map[string]bool{}
 	for _, t := range o.tools {
 		switch t {
-		case toolLatin, toolPPOCR:
+		case toolLatin, toolLatinFloat, toolPPOCR:
 		case toolTesseract:
 			if o.tesseract == "" {
 				fmt.Fprintln(os.Stderr, "benchocr: -tesseract '': tesseract skipped")
@@ -205,7 +214,7 @@ func run(o options) error {
 				return fmt.Errorf("tesseract not found (%v); install tesseract-ocr, pass -tesseract '' or leave it out of -tools", err)
 			}
 		default:
-			return fmt.Errorf("unknown tool %q in -tools (known: %s, %s, %s)", t, toolLatin, toolPPOCR, toolTesseract)
+			return fmt.Errorf("unknown tool %q in -tools (known: %s, %s, %s, %s)", t, toolLatin, toolLatinFloat, toolPPOCR, toolTesseract)
 		}
 		if !seen[t] {
 			seen[t] = true
@@ -232,9 +241,12 @@ func run(o options) error {
 		return err
 	}
 	configs := map[string]string{} // pero tool -> --config file ("" = built-in)
-	if seen[toolPPOCR] {
-		configs[toolPPOCR] = filepath.Join(work, toolPPOCR+".ini")
-		if err := os.WriteFile(configs[toolPPOCR], []byte(ppocrConfig), 0o644); err != nil {
+	for tool, ini := range map[string]string{toolPPOCR: ppocrConfig, toolLatinFloat: latinFloatConfig} {
+		if !seen[tool] {
+			continue
+		}
+		configs[tool] = filepath.Join(work, tool+".ini")
+		if err := os.WriteFile(configs[tool], []byte(ini), 0o644); err != nil {
 			return err
 		}
 	}
