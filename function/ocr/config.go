@@ -46,6 +46,7 @@ const (
 //	threshold = 0.3
 //	box_threshold = 0.5
 //	unclip_ratio = 2.0
+//	crop_margins = yes    ; run the detector on the inked part of the page only
 //
 //	[classify]            ; the 0/180 degree line classifier
 //	enabled = no
@@ -167,6 +168,7 @@ func ParseConfig(text, dir string, getenv func(string) string) (Config, error) {
 		UnclipRatio:   getf("detect", "unclip_ratio", 2.0),
 		MaxCandidates: geti("detect", "max_candidates", 1000),
 		MinSize:       getf("detect", "min_size", 3),
+		CropMargins:   getb("detect", "crop_margins", true),
 	}
 	c.Classify = ClassifyConfig{
 		Enabled:   getb("classify", "enabled", false),

@@ -26,6 +26,11 @@ type DetectConfig struct {
 	MaxCandidates int
 	// MinSize drops regions whose short side is below it, in model pixels (default 3).
 	MinSize float64
+	// CropMargins runs the detector on the inked window of the page (see
+	// inkWindow) at the page's scale instead of on the whole page (default
+	// yes): blank margins and the empty part of a short page cost model time
+	// and hold no lines.
+	CropMargins bool
 }
 
 // detSize returns the model input size for a w x h page: multiples of 32.
@@ -300,4 +305,87 @@ func convexRowSpan(poly []point, y float64) (lo, hi float64, ok bool) {
 		lo, hi = math.Min(lo, x), math.Max(hi, x)
 	}
 	return lo, hi, lo <= hi
+}
+
+// Ink window settings, in detector pixels and 8-bit levels.
+const (
+	inkMargin   = 96 // blank kept around the ink: the detector's context
+	inkContrast = 48 // a pixel is ink when it is this much darker than the paper
+	inkMinCount = 2  // a row or column needs this many ink pixels (single specks do not count)
+)
+
+// inkWindow finds where the ink is on the detector input (the first plane of
+// detInput's output, dw x dh) and returns that window grown by inkMargin on
+// each side and aligned to the model's 32-pixel grid. The paper level is the
+// most common level of the page. ok is false when nothing on the page is
+// clearly darker than the paper (the whole page is then detected: faint
+// text is not ruled out on a guess).
+func inkWindow(plane []float32, dw, dh int) (x0, y0, x1, y1 int, ok bool) {
+	// Back from the normalised value to the 8-bit level of channel 0.
+	scale, shift := 255*detStd[0], detMean[0]*255
+	level := func(v float32) int { return min(max(int(v*scale+shift+0.5), 0), 255) }
+	var hist [256]int
+	for _, v := range plane {
+		hist[level(v)]++
+	}
+	paper := 0
+	for l, n := range hist {
+		if n > hist[paper] {
+			paper = l
+		}
+	}
+	thr := paper - inkContrast
+	if thr <= 0 {
+		return 0, 0, dw, dh, false
+	}
+	// Compare in the normalised space: v < (thr - shift) / scale.
+	vt := (float32(thr) - shift) / scale
+	rows, cols := make([]int, dh), make([]int, dw)
+	for y := range dh {
+		row := plane[y*dw : (y+1)*dw]
+		for x, v := range row {
+			if v < vt {
+				rows[y]++
+				cols[x]++
+			}
+		}
+	}
+	first := func(c []int) int {
+		for i, n := range c {
+			if n >= inkMinCount {
+				return i
+			}
+		}
+		return -1
+	}
+	last := func(c []int) int {
+		for i := len(c) - 1; i >= 0; i-- {
+			if c[i] >= inkMinCount {
+				return i
+			}
+		}
+		return -1
+	}
+	ty, tx := first(rows), first(cols)
+	if ty < 0 || tx < 0 {
+		return 0, 0, dw, dh, false
+	}
+	by, bx := last(rows), last(cols)
+	x0 = max(0, (tx-inkMargin)/32*32)
+	y0 = max(0, (ty-inkMargin)/32*32)
+	x1 = min(dw, (bx+inkMargin+32)/32*32)
+	y1 = min(dh, (by+inkMargin+32)/32*32)
+	return x0, y0, x1, y1, true
+}
+
+// cropPlanes copies the window [x0, x1) x [y0, y1) of the three dw-wide
+// planes of src into dst.
+func cropPlanes(src []float32, dw, dh, x0, y0, x1, y1 int, dst []float32) {
+	cw, ch := x1-x0, y1-y0
+	for c := range 3 {
+		for y := range ch {
+			o := c*dw*dh + (y0+y)*dw + x0
+			copy(dst[c*cw*ch+y*cw:c*cw*ch+(y+1)*cw], src[o:o+cw])
+		}
+	}
 }

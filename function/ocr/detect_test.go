@@ -98,3 +98,38 @@ func TestDBBoxesEmptyAndFull(t *testing.T) {
 		}
 	}
 }
+
+func TestInkWindow(t *testing.T) {
+	const dw, dh = 320, 480
+	page := func() []float32 {
+		p := make([]float32, dw*dh)
+		for i := range p {
+			p[i] = (230.0/255 - detMean[0]) / detStd[0] // paper
+		}
+		return p
+	}
+	ink := (30.0/255 - detMean[0]) / detStd[0]
+	p := page()
+	for y := 200; y < 230; y++ {
+		for x := 150; x < 170; x++ {
+			p[y*dw+x] = ink
+		}
+	}
+	p[5*dw+300] = ink // a single speck is not ink
+	x0, y0, x1, y1, ok := inkWindow(p, dw, dh)
+	if !ok || x0 != 32 || y0 != 96 || x1 != 288 || y1 != 352 {
+		t.Fatalf("window (%d,%d)-(%d,%d) ok=%v, want (32,96)-(288,352): the ink grown by %d and aligned to 32", x0, y0, x1, y1, ok, inkMargin)
+	}
+	if _, _, _, _, ok := inkWindow(page(), dw, dh); ok {
+		t.Fatal("blank page: want no window (the whole page is detected)")
+	}
+	// Ink near the border: the window stops at the page.
+	p = page()
+	for y := range 10 {
+		p[y*dw] = ink
+		p[y*dw+1] = ink
+	}
+	if x0, y0, _, _, ok := inkWindow(p, dw, dh); !ok || x0 != 0 || y0 != 0 {
+		t.Fatalf("ink at the corner: window from (%d,%d), want (0,0)", x0, y0)
+	}
+}

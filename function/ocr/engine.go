@@ -225,14 +225,35 @@ func (e *Engine) detect(ctx context.Context, img *raster, t *Timing) ([]quad, er
 	dw, dh := detSize(img.w, img.h, e.cfg.Detect)
 	input := make([]float32, 3*dw*dh)
 	detInput(img, dw, dh, input)
-	out, shape, err := e.run(ctx, e.det, input, []int64{1, 3, int64(dh), int64(dw)}, &t.DetectModel)
+	// The model runs on the inked window only, at the page's scale; its
+	// map goes back into a page-sized one for the post-processing.
+	x0, y0, x1, y1 := 0, 0, dw, dh
+	if e.cfg.Detect.CropMargins {
+		if a, b, c, d, ok := inkWindow(input[:dw*dh], dw, dh); ok {
+			x0, y0, x1, y1 = a, b, c, d
+		}
+	}
+	cw, ch := x1-x0, y1-y0
+	win := input
+	if cw != dw || ch != dh {
+		win = make([]float32, 3*cw*ch)
+		cropPlanes(input, dw, dh, x0, y0, x1, y1, win)
+	}
+	out, shape, err := e.run(ctx, e.det, win, []int64{1, 3, int64(ch), int64(cw)}, &t.DetectModel)
 	if err != nil {
 		return nil, fmt.Errorf("detect: %w", err)
 	}
-	if len(shape) != 4 || shape[2] != int64(dh) || shape[3] != int64(dw) {
-		return nil, fmt.Errorf("detect: model output shape %v, want [1 1 %d %d]", shape, dh, dw)
+	if len(shape) != 4 || shape[2] != int64(ch) || shape[3] != int64(cw) {
+		return nil, fmt.Errorf("detect: model output shape %v, want [1 1 %d %d]", shape, ch, cw)
 	}
-	boxes := dbBoxes(out[:dw*dh], dw, dh, img.w, img.h, e.cfg.Detect)
+	prob := out[:cw*ch]
+	if cw != dw || ch != dh {
+		prob = make([]float32, dw*dh)
+		for y := range ch {
+			copy(prob[(y0+y)*dw+x0:(y0+y)*dw+x1], out[y*cw:(y+1)*cw])
+		}
+	}
+	boxes := dbBoxes(prob, dw, dh, img.w, img.h, e.cfg.Detect)
 	quads := make([]quad, len(boxes))
 	for i, b := range boxes {
 		quads[i] = b.q
