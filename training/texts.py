@@ -221,12 +221,20 @@ def structured_line(rng: random.Random, lang=None):
     return text[:90]
 
 
+# French words spelt with the ligatures: the sources hold œ almost only in
+# "nœud", so a model learns it in that one context.
+_LIGATURE_WORDS = ["cœur", "œuvre", "sœur", "œil", "vœu", "vœux", "bœuf", "œuf", "œufs", "manœuvre", "mœurs", "nœud",
+                   "chœur", "rancœur", "œsophage", "Œdipe", "ex-æquo", "cæcum", "curriculum vitæ", "Lætitia", "Œuvres",
+                   "SŒUR", "CŒUR", "l'œuvre", "d'œuvre", "l'œil", "d'œil", "l'Œdipe", "hors-d'œuvre", "chef-d'œuvre"]
+
+
 _QUOTES = {"en": ("“", "”", "‘", "’"), "de": ("„", "“", "‚", "‘"), "cs": ("„", "“", "‚", "‘"), "fr": ("« ", " »", "‹ ", " ›")}
 
 
 def typographic(text, lang, rng: random.Random):
     """The same words as a typesetter would print them: en dashes between
-    clauses and in ranges, the language's own quotation marks."""
+    clauses and in ranges, the language's own quotation marks, and in French
+    a word with the œ or æ ligature now and then."""
     if rng.random() < 0.5:
         text = text.replace(" - ", " – ").replace(" -- ", " – ").replace("--", "—")
     if lang in _QUOTES and '"' in text and rng.random() < 0.7:
@@ -235,6 +243,10 @@ def typographic(text, lang, rng: random.Random):
         if len(parts) % 2 == 1:
             text = "".join(p if i % 2 == 0 else o + p.strip() + c for i, p in enumerate(parts)) if lang == "fr" else \
                 "".join(p if i % 2 == 0 else o + p + c for i, p in enumerate(parts))
+    if lang == "fr" and rng.random() < 0.25:
+        words = text.split(" ")
+        words[rng.randrange(len(words))] = rng.choice(_LIGATURE_WORDS)
+        text = " ".join(words)
     if lang in _QUOTES and rng.random() < 0.15:
         o, c, so, sc = _QUOTES[lang]
         words = text.split(" ")

@@ -195,10 +195,12 @@ def main(argv=None):
         step, elapsed = st["step"], st["elapsed"]
         print(f"resumed at step {step} ({elapsed / 60:.1f} min trained)", flush=True)
     elif args.init:
-        calib_rng = random.Random(args.seed - 1)
-        sampler0 = render.Sampler(texts, fonts, real, args.real_share)
-        calib, _, _, _ = batch_tensors([sampler0.sample(calib_rng) for _ in range(4 * args.batch)])
-        warmstart.from_onnx(net, args.init, calib)
+        # Batch norm statistics from batches made as the training ones are
+        # (sorted by width, little padding), so that train mode starts
+        # where the exported model is.
+        calib_stream = iter(Stream(render.Sampler(texts, fonts, real, args.real_share, args.structured_share),
+                                   args.batch, args.seed - 1))
+        warmstart.from_onnx(net, args.init, [next(calib_stream)[0] for _ in range(8)])
         print(f"started from {args.init}", flush=True)
     params = sum(p.numel() for p in net.parameters())
     print(f"{params} parameters, {charset.NUM_CLASSES} classes, {len(real.items)} real training lines, "

@@ -46,7 +46,9 @@ def onnx_convs(path):
 
 def from_onnx(net, path, calib):
     """Load the exported model at path into net (a Recognizer of the same
-    shape), with BatchNorm statistics from calib (N x 3 x H x W)."""
+    shape), with BatchNorm statistics from calib: a batch (N x 3 x H x W)
+    or a list of batches, best batches like the training ones (padding
+    counts in the statistics)."""
     pairs = _convs(net)
     weights = onnx_convs(path)
     if len(weights) != len(pairs):
@@ -65,21 +67,26 @@ def from_onnx(net, path, calib):
             bn.weight.fill_(1.0)
             bn.bias.copy_(torch.from_numpy(np.array(b)))
 
-        stats = {}
+        sums = {}
 
         def hook(mod, _inp, out):
             dims = [0, 2, 3] if out.dim() == 4 else [0, 2]
-            stats[mod] = (out.mean(dim=dims), out.var(dim=dims, unbiased=False))
+            n = out.numel() // out.shape[1]
+            s, s2, c = sums.get(mod, (0, 0, 0))
+            sums[mod] = (s + out.sum(dim=dims), s2 + (out * out).sum(dim=dims), c + n)
 
         handles = [conv.register_forward_hook(hook) for conv, bn in pairs if bn is not None]
         net.eval()
-        net(calib)
+        for x in calib if isinstance(calib, (list, tuple)) else [calib]:
+            net(x)
         for h in handles:
             h.remove()
         for conv, bn in pairs:
             if bn is None:
                 continue
-            mu, var = stats[conv]
+            s, s2, n = sums[conv]
+            mu = s / n
+            var = (s2 / n - mu * mu).clamp(min=0)
             b = bn.bias.clone()
             bn.running_mean.copy_(mu)
             bn.running_var.copy_(var)
