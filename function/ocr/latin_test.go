@@ -60,6 +60,21 @@ func loadLine(t *testing.T, path string) *raster {
 	return img
 }
 
+// readSample reads a sample line, the whole image as one line, as the
+// engine reads a detected one.
+func readSample(t *testing.T, e *Engine, s latinSample) (*raster, lineGeometry, *recLine) {
+	t.Helper()
+	img := loadLine(t, filepath.Join(latinDir(), "testdata", s.File))
+	w, h := float64(img.w), float64(img.h)
+	geo := newLineGeometry(quad{{0, 0}, {w, 0}, {w, h}, {0, h}})
+	var tm Timing
+	lines, err := e.recognize(context.Background(), img, []lineGeometry{geo}, &tm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img, geo, lines[0]
+}
+
 // argmaxPath runs the recognizer on one line directly and returns the best
 // class and its probability at each time step (the engine keeps only the
 // decoded characters).
@@ -103,15 +118,7 @@ func TestLatinModelMatchesTorch(t *testing.T) {
 		t.Fatalf("height from the model = %d, want 32", got)
 	}
 	for _, s := range latinSamples(t) {
-		img := loadLine(t, filepath.Join(latinDir(), "testdata", s.File))
-		w, h := float64(img.w), float64(img.h)
-		geo := newLineGeometry(quad{{0, 0}, {w, 0}, {w, h}, {0, h}})
-		var tm Timing
-		lines, err := e.recognize(context.Background(), img, []lineGeometry{geo}, &tm)
-		if err != nil {
-			t.Fatal(err)
-		}
-		l := lines[0]
+		img, geo, l := readSample(t, e, s)
 		if l.steps != len(s.Classes) {
 			t.Fatalf("%s: %d time steps, torch had %d", s.File, l.steps, len(s.Classes))
 		}
@@ -141,18 +148,11 @@ func TestLatinInt8Model(t *testing.T) {
 	}
 	same, steps := 0, 0
 	for _, s := range latinSamples(t) {
-		img := loadLine(t, filepath.Join(latinDir(), "testdata", s.File))
-		w, h := float64(img.w), float64(img.h)
-		geo := newLineGeometry(quad{{0, 0}, {w, 0}, {w, h}, {0, h}})
-		var tm Timing
-		lines, err := e.recognize(context.Background(), img, []lineGeometry{geo}, &tm)
-		if err != nil {
-			t.Fatal(err)
+		img, geo, l := readSample(t, e, s)
+		if l.text != s.Text {
+			t.Errorf("%s (%s): read %q, want %q", s.File, s.Font, l.text, s.Text)
 		}
-		if lines[0].text != s.Text {
-			t.Errorf("%s (%s): read %q, want %q", s.File, s.Font, lines[0].text, s.Text)
-		}
-		classes, _ := argmaxPath(t, e, img, geo, lines[0])
+		classes, _ := argmaxPath(t, e, img, geo, l)
 		for i, c := range classes {
 			steps++
 			if i < len(s.Classes) && c == s.Classes[i] {
