@@ -25,7 +25,7 @@ import sys
 import numpy as np
 import onnx
 import torch
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,7 +51,7 @@ def activation_samples(net, lines, quantile):
     """Per activation of the network, the value range over lines, keyed
     by what it is: 'mean' (the channel mean), 'relu<i>' (the ReLU after
     convolution i), 'add<j>' (residual block j's output)."""
-    convs = [c for c, _ in warmstart._convs(net)]
+    convs = [c for c, _ in warmstart.convolutions(net)]
     values = {}
 
     def keep(key, t):
@@ -93,7 +93,6 @@ def quantize(src, dst, ranges, weight_bits=7):
     g = m.graph
     init = {i.name: numpy_helper.to_array(i) for i in g.initializer}
     nodes = list(g.node)
-    producer = {o: n for n in nodes for o in n.output}
     convs = [n for n in nodes if n.op_type == "Conv"]
 
     # Which activation each quantised tensor is: the mean, each ReLU, each
@@ -111,12 +110,14 @@ def quantize(src, dst, ranges, weight_bits=7):
             add_j += 1
         elif n.op_type in ("MaxPool", "Reshape") and n.input[0] in params:
             params[n.output[0]] = params[n.input[0]]
-    if relu_i != len(convs) - 1 or add_j != len(ranges) - relu_i - 1:
+    # One ReLU after every convolution but the head, one Add per block.
+    if relu_i != len(convs) - 1 or add_j != sum(k.startswith("add") for k in ranges):
         raise ValueError(f"{src}: graph does not have the recognizer's layout")
 
     new_inits = [i for i in g.initializer]
     out_nodes = []
     rename = {}  # float tensor -> its dequantised copy
+    source = {}  # dequantised copy -> float tensor
 
     def const(name, arr):
         new_inits.append(numpy_helper.from_array(arr, name))
@@ -127,7 +128,9 @@ def quantize(src, dst, ranges, weight_bits=7):
         if n.op_type == "Conv":
             w = init[n.input[1]]
             b = init[n.input[2]] if len(n.input) > 2 else np.zeros(w.shape[0], np.float32)
-            sx = params[producer_of(n.input[0], rename)][0]
+            if n.input[0] not in source:
+                raise ValueError(f"{src}: convolution input {n.input[0]} is not quantised")
+            sx = params[source[n.input[0]]][0]
             qmax = 2 ** (weight_bits - 1) - 1
             sw = np.maximum(np.abs(w.reshape(w.shape[0], -1)).max(axis=1), 1e-8) / qmax
             wq = np.clip(np.round(w / sw.reshape(-1, *([1] * (w.ndim - 1)))), -qmax, qmax).astype(np.int8)
@@ -154,6 +157,7 @@ def quantize(src, dst, ranges, weight_bits=7):
                 out_nodes.append(helper.make_node("QuantizeLinear", [o, s, z], [o + "/q"]))
                 out_nodes.append(helper.make_node("DequantizeLinear", [o + "/q", s, z], [o + "/dq"]))
                 rename[o] = o + "/dq"
+                source[o + "/dq"] = o
 
     used = {x for n in out_nodes for x in n.input}
     del g.initializer[:]
@@ -162,14 +166,6 @@ def quantize(src, dst, ranges, weight_bits=7):
     g.node.extend(out_nodes)
     onnx.checker.check_model(m)
     onnx.save(m, dst)
-
-
-def producer_of(name, rename):
-    """The float tensor a dequantised copy stands for."""
-    for k, v in rename.items():
-        if v == name:
-            return k
-    raise ValueError(f"convolution input {name} is not quantised")
 
 
 def main(argv=None):

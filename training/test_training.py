@@ -82,7 +82,7 @@ class SmokeTest(unittest.TestCase):
             q = onnx.load(int8_path)
             convs = [n for n in q.graph.node if n.op_type == "Conv"]
             int8 = {i.name for i in q.graph.initializer if i.data_type == onnx.TensorProto.INT8}
-            self.assertEqual(len(convs), len(warmstart._convs(net)))
+            self.assertEqual(len(convs), len(warmstart.convolutions(net)))
             self.assertTrue(all(any(n.input[1].startswith(w.rsplit("/", 1)[0]) for w in int8) for n in convs))
             ft = os.path.join(d, "finetune")
             self.assertEqual(train.main(["--corpus", self.corpus, "--out", ft, "--small", "--batch", "4", "--workers", "0",

@@ -187,6 +187,7 @@ def main(argv=None):
     real = render.RealLines(args.corpus, TRAIN_PAGES)
     net = modelmod.Recognizer(width=32, blocks=1) if args.small else modelmod.Recognizer()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    sampler = render.Sampler(texts, fonts, real, args.real_share, args.structured_share)
     step, elapsed = 0, 0.0
     if os.path.exists(ckpt_path):
         st = torch.load(ckpt_path, map_location="cpu")
@@ -198,15 +199,13 @@ def main(argv=None):
         # Batch norm statistics from batches made as the training ones are
         # (sorted by width, little padding), so that train mode starts
         # where the exported model is.
-        calib_stream = iter(Stream(render.Sampler(texts, fonts, real, args.real_share, args.structured_share),
-                                   args.batch, args.seed - 1))
+        calib_stream = iter(Stream(sampler, args.batch, args.seed - 1))
         warmstart.from_onnx(net, args.init, [next(calib_stream)[0] for _ in range(8)])
         print(f"started from {args.init}", flush=True)
     params = sum(p.numel() for p in net.parameters())
     print(f"{params} parameters, {charset.NUM_CLASSES} classes, {len(real.items)} real training lines, "
           f"{texts.dropped} paragraphs dropped for holding a scored line", flush=True)
 
-    sampler = render.Sampler(texts, fonts, real, args.real_share, args.structured_share)
     # Re-seed by step, so a resumed run draws new samples.
     stream = Stream(sampler, args.batch, args.seed + step)
     # Loader processes leave SIGINT/SIGTERM to this one, which saves a

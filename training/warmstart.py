@@ -16,7 +16,7 @@ from onnx import numpy_helper
 from torch import nn
 
 
-def _convs(net):
+def convolutions(net):
     """The network's convolutions in graph order, each with the BatchNorm
     that follows it (None for the head)."""
     out = []
@@ -49,7 +49,7 @@ def from_onnx(net, path, calib):
     shape), with BatchNorm statistics from calib: a batch (N x 3 x H x W)
     or a list of batches, best batches like the training ones (padding
     counts in the statistics)."""
-    pairs = _convs(net)
+    pairs = convolutions(net)
     weights = onnx_convs(path)
     if len(weights) != len(pairs):
         raise ValueError(f"{path}: {len(weights)} convolutions, the network has {len(pairs)}")

@@ -150,9 +150,8 @@ func TestDecodePNGLeavesOtherKinds(t *testing.T) {
 	gray16 := image.NewGray16(image.Rect(0, 0, 8, 8))
 	pal := image.NewPaletted(image.Rect(0, 0, 8, 8), color.Palette{color.Black, color.White})
 	interlaced := rawPNG(t, make([]uint8, 64), 8, 8, 1, func(int) byte { return 0 })
-	interlaced[8+8+12] = 1 // IHDR's interlace byte; the checksum is now wrong too, but kind is checked first
-	ihdrCRC := crc32.ChecksumIEEE(interlaced[12 : 12+4+13])
-	binary.BigEndian.PutUint32(interlaced[12+4+13:], ihdrCRC)
+	interlaced[8+8+12] = 1 // IHDR's interlace byte, then its checksum again
+	binary.BigEndian.PutUint32(interlaced[12+4+13:], crc32.ChecksumIEEE(interlaced[12:12+4+13]))
 	for name, data := range map[string][]byte{
 		"rgba": enc(rgba), "gray16": enc(gray16), "paletted": enc(pal), "interlaced": interlaced,
 		"transparent colour": rawPNG(t, make([]uint8, 8*8*3), 8, 8, 3, func(int) byte { return 0 }, "tRNS"),
