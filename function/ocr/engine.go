@@ -67,29 +67,37 @@ func NewEngine(cfg Config, needs Needs, logger *slog.Logger) (*Engine, error) {
 		logger.Warn("onnx runtime already loaded from another path", "loaded", p, "configured", cfg.Library)
 	}
 	so := sessionOptions{threads: cfg.Threads, device: cfg.Device}
-	var err error
-	open := func(path string) *ortSession {
-		if err != nil {
-			return nil
-		}
-		var s *ortSession
-		s, err = newSession(path, so)
-		if s != nil && s.warning != "" {
-			logger.Warn(s.warning, "model", path)
-		}
-		return s
+	// The sessions load side by side: building one is mostly single-threaded
+	// graph optimisation, and the detector's is most of a start-up.
+	type load struct {
+		dst  **ortSession
+		path string
 	}
+	var loads []load
 	if needs.Detect {
-		e.det = open(cfg.Detect.Model)
+		loads = append(loads, load{&e.det, cfg.Detect.Model})
 	}
 	if needs.Recognize {
-		e.rec = open(cfg.Recognize.Model)
+		loads = append(loads, load{&e.rec, cfg.Recognize.Model})
 		if cfg.Classify.Enabled {
-			e.cls = open(cfg.Classify.Model)
+			loads = append(loads, load{&e.cls, cfg.Classify.Model})
 		}
-		if err == nil {
-			e.dict, err = loadDictionary(cfg.Recognize.Dictionary, cfg.Recognize.UseSpaceChar)
-		}
+	}
+	errs := make([]error, len(loads))
+	var wg sync.WaitGroup
+	for i, l := range loads {
+		wg.Go(func() {
+			s, err := newSession(l.path, so)
+			if s != nil && s.warning != "" {
+				logger.Warn(s.warning, "model", l.path)
+			}
+			*l.dst, errs[i] = s, err
+		})
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	if needs.Recognize && err == nil {
+		e.dict, err = loadDictionary(cfg.Recognize.Dictionary, cfg.Recognize.UseSpaceChar)
 		if err == nil {
 			e.cfg.Recognize.Height, err = e.checkRecognizer(cfg.Recognize)
 		}

@@ -86,7 +86,7 @@ func newSession(path string, o sessionOptions) (*ortSession, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, errNotExist(err))
 	}
-	ins, outs, err := ort.GetInputOutputInfo(path)
+	ins, outs, err := inputOutputInfo(path)
 	if err != nil {
 		return nil, fmt.Errorf("model %s: %w", path, err)
 	}
@@ -131,6 +131,25 @@ func newSession(path string, o sessionOptions) (*ortSession, error) {
 	}
 	s.s = sess
 	return s, nil
+}
+
+// inputOutputInfo reads the names and shapes of a model's inputs and
+// outputs. onnxruntime_go does so by loading the model into a temporary
+// session; without graph optimisation that costs a fraction of a real one
+// (optimising the detector is most of its load time).
+func inputOutputInfo(path string) ([]ort.InputOutputInfo, []ort.InputOutputInfo, error) {
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, nil, fmt.Errorf("session options: %w", err)
+	}
+	defer opts.Destroy()
+	if err := opts.SetGraphOptimizationLevel(ort.GraphOptimizationLevelDisableAll); err != nil {
+		return nil, nil, fmt.Errorf("session options: %w", err)
+	}
+	if err := opts.SetIntraOpNumThreads(1); err != nil {
+		return nil, nil, fmt.Errorf("session options: %w", err)
+	}
+	return ort.GetInputOutputInfoWithOptions(path, opts)
 }
 
 func appendCUDA(opts *ort.SessionOptions, id string) error {
