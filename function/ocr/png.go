@@ -2,12 +2,10 @@ package ocr
 
 import (
 	"bytes"
-	"compress/flate"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 )
 
 // decodePNG is the fast path for the PNGs scanners and renderers write:
@@ -26,7 +24,7 @@ func decodePNG(data []byte) (r *raster, ok bool, err error) {
 	p := data[len(sig):]
 	var (
 		w, h, c int
-		idat    []io.Reader
+		idat    [][]byte
 		seenHdr bool
 	)
 	for {
@@ -66,52 +64,54 @@ func decodePNG(data []byte) (r *raster, ok bool, err error) {
 			if !seenHdr {
 				return nil, true, errors.New("png: IDAT before IHDR")
 			}
-			idat = append(idat, bytes.NewReader(body))
+			idat = append(idat, body)
 		case "IEND":
 			if !seenHdr || len(idat) == 0 {
 				return nil, true, errors.New("png: no image data")
 			}
-			r, err := inflateRows(io.MultiReader(idat...), w, h, c)
+			z := idat[0]
+			if len(idat) > 1 {
+				z = bytes.Join(idat, nil)
+			}
+			r, err := inflateRows(z, w, h, c)
 			return r, true, err
 		}
 	}
 }
 
-// inflateRows inflates h filtered rows of w pixels of c bytes and unfilters
-// them into a raster (channels B, G, R for colour, as toRaster stores them).
-func inflateRows(src io.Reader, w, h, c int) (*raster, error) {
+// inflateRows inflates h filtered rows of w pixels of c bytes from the
+// zlib stream z and unfilters them into a raster (channels B, G, R for
+// colour, as toRaster stores them).
+func inflateRows(z []byte, w, h, c int) (*raster, error) {
 	// A zlib stream: a two-byte header, deflate data, an Adler-32 of the
 	// inflated bytes. The chunk CRCs already cover every compressed byte, so
 	// the deflate data is read without zlib's second checksum, which costs
 	// about a sixth of the decoding time.
-	var hdr [2]byte
-	if _, err := io.ReadFull(src, hdr[:]); err != nil {
+	if len(z) < 2 {
 		return nil, errors.New("png: image data ends early")
 	}
-	if hdr[0]&0x0f != 8 || hdr[0]>>4 > 7 || hdr[1]&0x20 != 0 || (uint(hdr[0])<<8|uint(hdr[1]))%31 != 0 {
+	if z[0]&0x0f != 8 || z[0]>>4 > 7 || z[1]&0x20 != 0 || (uint(z[0])<<8|uint(z[1]))%31 != 0 {
 		return nil, errors.New("png: image data is not a zlib stream")
 	}
-	zr := flate.NewReader(src)
-	defer zr.Close()
 	stride := w*c + 1
 	buf := make([]byte, stride*h)
-	if _, err := io.ReadFull(zr, buf); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return nil, errors.New("png: image data ends early")
-		}
-		return nil, fmt.Errorf("png: %v", err)
-	}
-	// The deflate data must end with the last row.
-	switch n, err := zr.Read(make([]byte, 1)); {
-	case n > 0:
-		return nil, errors.New("png: more image data than pixels")
-	case err != io.EOF:
-		return nil, fmt.Errorf("png: %v", err)
+	if err := inflate(z[2:], buf); err != nil {
+		return nil, fmt.Errorf("png: %w", err)
 	}
 	var prev []byte // the previous unfiltered row; nil above the first
-	for y := range h {
+	for y := 0; y < h; y++ {
 		row := buf[y*stride : (y+1)*stride]
 		cur := row[1:]
+		// Two Paeth rows in a row (most of a scan) unfilter together, the
+		// second one pixel behind the first: two independent chains of
+		// work, where one row alone waits on each pixel's left neighbour.
+		if row[0] == 4 && prev != nil && c == 1 && y+1 < h && buf[(y+1)*stride] == 4 {
+			next := buf[(y+1)*stride+1 : (y+2)*stride]
+			paethPair(prev, cur, next)
+			prev = next
+			y++
+			continue
+		}
 		if err := unfilter(row[0], cur, prev, c); err != nil {
 			return nil, err
 		}
@@ -143,9 +143,7 @@ func unfilter(ft byte, cur, prev []byte, bpp int) error {
 		}
 	case 2: // up
 		if prev != nil {
-			for i, b := range prev[:len(cur)] {
-				cur[i] += b
-			}
+			addRow(cur, prev[:len(cur)])
 		}
 	case 3: // average
 		if prev == nil {
@@ -193,12 +191,84 @@ func paeth(cur, prev []byte, k, bpp int) {
 		if pb <= pc {
 			pred = b
 		}
-		if pa <= pb && pa <= pc {
+		if pa <= min(pb, pc) {
 			pred = a
 		}
 		a = (pred + int(cur[i])) & 0xff
 		cur[i] = uint8(a)
 		c = b
+	}
+}
+
+// paethPair unfilters two consecutive Paeth rows of one byte per pixel:
+// r1 below prev, r2 below r1. Pixel x of r2 is done beside pixel x+1 of r1,
+// whose chain it does not depend on. The predictor is written out twice:
+// as a function it is over the inlining budget, and a call per byte costs
+// more than the work.
+func paethPair(prev, r1, r2 []byte) {
+	n := len(r1)
+	prev, r2 = prev[:n], r2[:n]
+	// Pixel 0 of r1: left and upper left are zero, the predictor is above.
+	r1[0] += prev[0]
+	a1, c1 := int(r1[0]), int(prev[0])
+	a2, c2 := 0, 0
+	for x := 1; x < n; x++ {
+		b1, b2 := int(prev[x]), int(r1[x-1])
+		// Row 1, pixel x: p - a, p - b and p - c with p = a + b - c.
+		pa, pb := b1-c1, a1-c1
+		pc := iabs(pa + pb)
+		pa, pb = iabs(pa), iabs(pb)
+		p1 := c1
+		if pb <= pc {
+			p1 = b1
+		}
+		if pa <= min(pb, pc) {
+			p1 = a1
+		}
+		// Row 2, pixel x-1.
+		qa, qb := b2-c2, a2-c2
+		qc := iabs(qa + qb)
+		qa, qb = iabs(qa), iabs(qb)
+		p2 := c2
+		if qb <= qc {
+			p2 = b2
+		}
+		if qa <= min(qb, qc) {
+			p2 = a2
+		}
+		a1 = (p1 + int(r1[x])) & 0xff
+		r1[x] = uint8(a1)
+		a2 = (p2 + int(r2[x-1])) & 0xff
+		r2[x-1] = uint8(a2)
+		c1, c2 = b1, b2
+	}
+	// The last pixel of r2.
+	b2 := int(r1[n-1])
+	qa, qb := b2-c2, a2-c2
+	qc := iabs(qa + qb)
+	qa, qb = iabs(qa), iabs(qb)
+	p2 := c2
+	if qb <= qc {
+		p2 = b2
+	}
+	if qa <= min(qb, qc) {
+		p2 = a2
+	}
+	r2[n-1] += uint8(p2)
+}
+
+// addRow adds prev to cur byte by byte (the Up filter), eight bytes at a
+// time: the low seven bits of each byte add without carrying into the
+// next byte, and the top bit is their carry xor the top bits.
+func addRow(cur, prev []byte) {
+	const hi = 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(cur); i += 8 {
+		a, b := binary.LittleEndian.Uint64(cur[i:]), binary.LittleEndian.Uint64(prev[i:])
+		binary.LittleEndian.PutUint64(cur[i:], (a&^hi)+(b&^hi)^(a^b)&hi)
+	}
+	for ; i < len(cur); i++ {
+		cur[i] += prev[i]
 	}
 }
 

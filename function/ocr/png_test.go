@@ -104,7 +104,7 @@ func TestDecodePNGMatchesStdlib(t *testing.T) {
 		"mixed": func(y int) byte { return byte((y * 7) % 5) },
 	}
 	for _, c := range []int{1, 3} {
-		for _, size := range [][2]int{{1, 1}, {5, 3}, {37, 11}, {64, 64}} {
+		for _, size := range [][2]int{{1, 1}, {1, 4}, {2, 6}, {5, 3}, {37, 11}, {64, 64}} {
 			w, h := size[0], size[1]
 			pix := make([]uint8, w*h*c)
 			for i := range pix {
