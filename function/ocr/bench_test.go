@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // synthPage draws a w x h grayscale page with dark text-like bars in rows.
@@ -107,7 +108,7 @@ func BenchmarkDBPostprocess(b *testing.B) {
 	prob := synthProb(w, h, 40)
 	cfg := DefaultConfig("").Detect
 	for b.Loop() {
-		if len(dbBoxes(prob, w, h, 2480, 3508, cfg)) != 40 {
+		if len(dbBoxes(prob, w, h, mapWindow{dw: w, dh: h}, 2480, 3508, cfg)) != 40 {
 			b.Fatal("wrong box count")
 		}
 	}
@@ -201,3 +202,42 @@ func BenchmarkPage(b *testing.B) {
 }
 
 var _ = fmt.Sprint
+
+// BenchmarkReadLine reads corpus line images (one line each) on one
+// worker, as `pero ocr --lines` does, reporting per line where the time
+// goes (needs the models and the corpus).
+func BenchmarkReadLine(b *testing.B) {
+	a := needCorpus(b)
+	cfg, err := testConfig(a, "[runtime]\nworkers = 1\n")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := NewEngine(cfg, Needs{Recognize: true}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	var lines [][]byte
+	for i := 1; i <= 50; i++ {
+		data, err := os.ReadFile(filepath.Join(a.corpus, "lines", fmt.Sprintf("pub_l%04d.png", i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		lines = append(lines, data)
+	}
+	var total Timing
+	n := 0
+	for b.Loop() {
+		data := lines[n%len(lines)]
+		n++
+		_, t, err := e.ReadLine(context.Background(), "l", data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total.Add(t)
+	}
+	per := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(n) }
+	b.ReportMetric(per(total.Decode), "decode-ms")
+	b.ReportMetric(per(total.RecognizeModel), "rec-model-ms")
+	b.ReportMetric(per(total.Recognize-total.RecognizeModel), "rec-other-ms")
+}

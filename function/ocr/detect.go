@@ -81,18 +81,17 @@ func newLinearTaps(src, dst int) linearTaps {
 	return t
 }
 
-// detInput resizes r to dw x dh (bilinear) and writes the normalised CHW
-// planes (B, G, R) into dst, which must hold 3*dw*dh values.
-func detInput(r *raster, dw, dh int, dst []float32) {
+// detResize resizes r to dw x dh (bilinear) into dst: r.c interleaved
+// channels of 8-bit levels, as float32 (dst holds r.c*dw*dh values).
+func detResize(r *raster, dw, dh int, dst []float32) {
 	xt, yt := newLinearTaps(r.w, dw), newLinearTaps(r.h, dh)
-	plane := dw * dh
-	row := make([]float32, dw*r.c)
-	row0 := make([]float32, dw*r.c)
-	row1 := make([]float32, dw*r.c)
+	n := dw * r.c
+	row0 := make([]float32, n)
+	row1 := make([]float32, n)
 	hres := func(y int, out []float32) {
 		src := r.pix[y*r.w*r.c : (y+1)*r.w*r.c]
 		if r.c == 1 {
-			for x := range dw {
+			for x := range out {
 				a, b := float32(src[xt.i0[x]]), float32(src[xt.i1[x]])
 				out[x] = a + (b-a)*xt.f[x]
 			}
@@ -107,11 +106,6 @@ func detInput(r *raster, dw, dh int, dst []float32) {
 		}
 	}
 	last0, last1 := -1, -1
-	var scale, shift [3]float32
-	for ch := range 3 {
-		scale[ch] = 1 / (255 * detStd[ch])
-		shift[ch] = -detMean[ch] / detStd[ch]
-	}
 	for y := range dh {
 		y0, y1, fy := yt.i0[y], yt.i1[y], yt.f[y]
 		if y0 != last0 {
@@ -129,40 +123,63 @@ func detInput(r *raster, dw, dh int, dst []float32) {
 			}
 		}
 		last0, last1 = y0, y1
-		for i := range row {
-			row[i] = row0[i] + (row1[i]-row0[i])*fy
-		}
-		off := y * dw
-		if r.c == 1 {
-			b, g, rr := dst[off:off+dw], dst[plane+off:plane+off+dw], dst[2*plane+off:2*plane+off+dw]
-			for x, v := range row {
-				b[x] = v*scale[0] + shift[0]
-				g[x] = v*scale[1] + shift[1]
-				rr[x] = v*scale[2] + shift[2]
-			}
-			continue
-		}
-		for ch := range 3 {
-			p := dst[ch*plane+off : ch*plane+off+dw]
-			for x := range p {
-				p[x] = row[x*3+ch]*scale[ch] + shift[ch]
-			}
+		out := dst[y*n : (y+1)*n]
+		for i, a := range row0 {
+			out[i] = a + (row1[i]-a)*fy
 		}
 	}
 }
 
-// dbBoxes turns the probability map (mw x mh) into text boxes in page
-// coordinates (pw x ph), following DB's post-processing: connected regions
-// of prob > threshold, their minimum-area rectangles, the mean probability
-// inside as score, and the rectangle grown ("unclipped") by
-// area*ratio/perimeter on every side.
-func dbBoxes(prob []float32, mw, mh, pw, ph int, c DetectConfig) []detBox {
+// detPlanes writes the window [x0, x1) x [y0, y1) of the resized page src
+// (dw wide, c channels) as the detector's normalised B, G, R planes into
+// dst, which must hold 3*(x1-x0)*(y1-y0) values.
+func detPlanes(src []float32, c, dw, x0, y0, x1, y1 int, dst []float32) {
+	var scale, shift [3]float32
+	for ch := range 3 {
+		scale[ch] = 1 / (255 * detStd[ch])
+		shift[ch] = -detMean[ch] / detStd[ch]
+	}
+	cw, ch := x1-x0, y1-y0
+	plane := cw * ch
+	for y := range ch {
+		row := src[((y0+y)*dw+x0)*c : ((y0+y)*dw+x1)*c]
+		off := y * cw
+		b, g, r := dst[off:off+cw], dst[plane+off:plane+off+cw], dst[2*plane+off:2*plane+off+cw]
+		if c == 1 {
+			for x, v := range row {
+				b[x] = v*scale[0] + shift[0]
+				g[x] = v*scale[1] + shift[1]
+				r[x] = v*scale[2] + shift[2]
+			}
+			continue
+		}
+		for x := range b {
+			b[x] = row[x*3]*scale[0] + shift[0]
+			g[x] = row[x*3+1]*scale[1] + shift[1]
+			r[x] = row[x*3+2]*scale[2] + shift[2]
+		}
+	}
+}
+
+// mapWindow places a probability map in the detector's full map: its
+// top-left corner (x0, y0) and the full map's size dw x dh, which the page
+// (pw x ph) was scaled to.
+type mapWindow struct{ x0, y0, dw, dh int }
+
+// dbBoxes turns the probability map (mw x mh, at win) into text boxes in
+// page coordinates (pw x ph), following DB's post-processing: connected
+// regions of prob > threshold, their minimum-area rectangles, the mean
+// probability inside as score, and the rectangle grown ("unclipped") by
+// area*ratio/perimeter on every side. The map outside the window counts
+// as zero: no region or rectangle reaches it.
+func dbBoxes(prob []float32, mw, mh int, win mapWindow, pw, ph int, c DetectConfig) []detBox {
 	thr := float32(c.Threshold)
 	label := make([]int32, mw*mh)
 	var boxes []detBox
 	var stack []int32
 	var rowMin, rowMax []int32
-	sx, sy := float64(pw)/float64(mw), float64(ph)/float64(mh)
+	sx, sy := float64(pw)/float64(win.dw), float64(ph)/float64(win.dh)
+	ox, oy := float64(win.x0), float64(win.y0)
 	regions := 0
 	for start := range prob {
 		if prob[start] <= thr || label[start] != 0 {
@@ -242,7 +259,7 @@ func dbBoxes(prob []float32, mw, mh, pw, ph int, c DetectConfig) []detBox {
 		}
 		q := r.corners()
 		for k := range q {
-			q[k] = point{clamp(math.Round(q[k].X*sx), 0, float64(pw)), clamp(math.Round(q[k].Y*sy), 0, float64(ph))}
+			q[k] = point{clamp(math.Round((q[k].X+ox)*sx), 0, float64(pw)), clamp(math.Round((q[k].Y+oy)*sy), 0, float64(ph))}
 		}
 		q = orderClockwise(q)
 		for k := range q {
@@ -314,19 +331,16 @@ const (
 	inkMinCount = 2  // a row or column needs this many ink pixels (single specks do not count)
 )
 
-// inkWindow finds where the ink is on the detector input (the first plane of
-// detInput's output, dw x dh) and returns that window grown by inkMargin on
-// each side and aligned to the model's 32-pixel grid. The paper level is the
-// most common level of the page. ok is false when nothing on the page is
-// clearly darker than the paper (the whole page is then detected: faint
-// text is not ruled out on a guess).
-func inkWindow(plane []float32, dw, dh int) (x0, y0, x1, y1 int, ok bool) {
-	// Back from the normalised value to the 8-bit level of channel 0.
-	scale, shift := 255*detStd[0], detMean[0]*255
-	level := func(v float32) int { return min(max(int(v*scale+shift+0.5), 0), 255) }
+// inkWindow finds where the ink is on the resized page (levels, dw x dh,
+// c interleaved channels of which the first is looked at) and returns that
+// window grown by inkMargin on each side and aligned to the model's
+// 32-pixel grid. The paper level is the most common level of the page. ok
+// is false when nothing on the page is clearly darker than the paper (the
+// whole page is then detected: faint text is not ruled out on a guess).
+func inkWindow(levels []float32, c, dw, dh int) (x0, y0, x1, y1 int, ok bool) {
 	var hist [256]int
-	for _, v := range plane {
-		hist[level(v)]++
+	for i := 0; i < len(levels); i += c {
+		hist[min(max(int(levels[i]+0.5), 0), 255)]++
 	}
 	paper := 0
 	for l, n := range hist {
@@ -338,29 +352,28 @@ func inkWindow(plane []float32, dw, dh int) (x0, y0, x1, y1 int, ok bool) {
 	if thr <= 0 {
 		return 0, 0, dw, dh, false
 	}
-	// Compare in the normalised space: v < (thr - shift) / scale.
-	vt := (float32(thr) - shift) / scale
+	vt := float32(thr)
 	rows, cols := make([]int, dh), make([]int, dw)
 	for y := range dh {
-		row := plane[y*dw : (y+1)*dw]
-		for x, v := range row {
-			if v < vt {
+		row := levels[y*dw*c : (y+1)*dw*c]
+		for x := range dw {
+			if row[x*c] < vt {
 				rows[y]++
 				cols[x]++
 			}
 		}
 	}
-	first := func(c []int) int {
-		for i, n := range c {
+	first := func(counts []int) int {
+		for i, n := range counts {
 			if n >= inkMinCount {
 				return i
 			}
 		}
 		return -1
 	}
-	last := func(c []int) int {
-		for i := len(c) - 1; i >= 0; i-- {
-			if c[i] >= inkMinCount {
+	last := func(counts []int) int {
+		for i := len(counts) - 1; i >= 0; i-- {
+			if counts[i] >= inkMinCount {
 				return i
 			}
 		}
@@ -376,16 +389,4 @@ func inkWindow(plane []float32, dw, dh int) (x0, y0, x1, y1 int, ok bool) {
 	x1 = min(dw, (bx+inkMargin+32)/32*32)
 	y1 = min(dh, (by+inkMargin+32)/32*32)
 	return x0, y0, x1, y1, true
-}
-
-// cropPlanes copies the window [x0, x1) x [y0, y1) of the three dw-wide
-// planes of src into dst.
-func cropPlanes(src []float32, dw, dh, x0, y0, x1, y1 int, dst []float32) {
-	cw, ch := x1-x0, y1-y0
-	for c := range 3 {
-		for y := range ch {
-			o := c*dw*dh + (y0+y)*dw + x0
-			copy(dst[c*cw*ch+y*cw:c*cw*ch+(y+1)*cw], src[o:o+cw])
-		}
-	}
 }

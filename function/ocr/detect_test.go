@@ -24,6 +24,14 @@ func TestDetSize(t *testing.T) {
 	}
 }
 
+// detInput is the detector's whole-page input: r resized to dw x dh and
+// normalised into three planes.
+func detInput(r *raster, dw, dh int, dst []float32) {
+	levels := make([]float32, r.c*dw*dh)
+	detResize(r, dw, dh, levels)
+	detPlanes(levels, r.c, dw, 0, 0, dw, dh, dst)
+}
+
 func TestDetInputNormalises(t *testing.T) {
 	r := &raster{w: 64, h: 64, c: 1, pix: make([]uint8, 64*64)}
 	for i := range r.pix {
@@ -57,7 +65,7 @@ func TestDBBoxes(t *testing.T) {
 	}
 	prob[10*w+10] = 0.95 // a speck: dropped for its size
 	c := DefaultConfig("").Detect
-	boxes := dbBoxes(prob, w, h, 2*w, 2*h, c)
+	boxes := dbBoxes(prob, w, h, mapWindow{dw: w, dh: h}, 2*w, 2*h, c)
 	if len(boxes) != 1 {
 		t.Fatalf("got %d boxes, want 1: %v", len(boxes), boxes)
 	}
@@ -81,14 +89,14 @@ func TestDBBoxes(t *testing.T) {
 
 func TestDBBoxesEmptyAndFull(t *testing.T) {
 	c := DefaultConfig("").Detect
-	if b := dbBoxes(make([]float32, 32*32), 32, 32, 32, 32, c); len(b) != 0 {
+	if b := dbBoxes(make([]float32, 32*32), 32, 32, mapWindow{dw: 32, dh: 32}, 32, 32, c); len(b) != 0 {
 		t.Errorf("empty map: %v", b)
 	}
 	full := make([]float32, 32*32)
 	for i := range full {
 		full[i] = 1
 	}
-	b := dbBoxes(full, 32, 32, 64, 64, c)
+	b := dbBoxes(full, 32, 32, mapWindow{dw: 32, dh: 32}, 64, 64, c)
 	if len(b) != 1 {
 		t.Fatalf("full map: %v", b)
 	}
@@ -104,11 +112,11 @@ func TestInkWindow(t *testing.T) {
 	page := func() []float32 {
 		p := make([]float32, dw*dh)
 		for i := range p {
-			p[i] = (230.0/255 - detMean[0]) / detStd[0] // paper
+			p[i] = 230 // paper
 		}
 		return p
 	}
-	ink := (30.0/255 - detMean[0]) / detStd[0]
+	const ink = 30
 	p := page()
 	for y := 200; y < 230; y++ {
 		for x := 150; x < 170; x++ {
@@ -116,11 +124,11 @@ func TestInkWindow(t *testing.T) {
 		}
 	}
 	p[5*dw+300] = ink // a single speck is not ink
-	x0, y0, x1, y1, ok := inkWindow(p, dw, dh)
+	x0, y0, x1, y1, ok := inkWindow(p, 1, dw, dh)
 	if !ok || x0 != 32 || y0 != 96 || x1 != 288 || y1 != 352 {
 		t.Fatalf("window (%d,%d)-(%d,%d) ok=%v, want (32,96)-(288,352): the ink grown by %d and aligned to 32", x0, y0, x1, y1, ok, inkMargin)
 	}
-	if _, _, _, _, ok := inkWindow(page(), dw, dh); ok {
+	if _, _, _, _, ok := inkWindow(page(), 1, dw, dh); ok {
 		t.Fatal("blank page: want no window (the whole page is detected)")
 	}
 	// Ink near the border: the window stops at the page.
@@ -129,7 +137,7 @@ func TestInkWindow(t *testing.T) {
 		p[y*dw] = ink
 		p[y*dw+1] = ink
 	}
-	if x0, y0, _, _, ok := inkWindow(p, dw, dh); !ok || x0 != 0 || y0 != 0 {
+	if x0, y0, _, _, ok := inkWindow(p, 1, dw, dh); !ok || x0 != 0 || y0 != 0 {
 		t.Fatalf("ink at the corner: window from (%d,%d), want (0,0)", x0, y0)
 	}
 }

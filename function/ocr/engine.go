@@ -193,6 +193,35 @@ func (e *Engine) run(ctx context.Context, s *ortSession, input []float32, shape 
 	return out, outShape, err
 }
 
+// runInto is run for a model whose output shape is known: the model writes
+// straight into output.
+func (e *Engine) runInto(ctx context.Context, s *ortSession, input []float32, shape []int64, output []float32, outShape []int64, took *time.Duration) error {
+	select {
+	case e.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-e.slots }()
+	start := time.Now()
+	err := s.runInto(input, shape, output, outShape)
+	*took += time.Since(start)
+	return err
+}
+
+// floatPool recycles the detector's page-sized buffers: allocating and
+// clearing them for every page costs about as much as filling them.
+var floatPool sync.Pool
+
+// getFloats returns a buffer of n values with undefined contents.
+func getFloats(n int) []float32 {
+	if p, ok := floatPool.Get().(*[]float32); ok && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]float32, n)
+}
+
+func putFloats(b []float32) { floatPool.Put(&b) }
+
 // Timing is where a page's time went. Detect, Classify and Recognize are
 // the whole steps; the *Model fields the part spent inside ONNX Runtime.
 type Timing struct {
@@ -231,37 +260,28 @@ func (e *Engine) detect(ctx context.Context, img *raster, t *Timing) ([]quad, er
 	}
 	start := time.Now()
 	dw, dh := detSize(img.w, img.h, e.cfg.Detect)
-	input := make([]float32, 3*dw*dh)
-	detInput(img, dw, dh, input)
-	// The model runs on the inked window only, at the page's scale; its
-	// map goes back into a page-sized one for the post-processing.
+	levels := getFloats(img.c * dw * dh)
+	defer putFloats(levels)
+	detResize(img, dw, dh, levels)
+	// The model runs on the inked window only, at the page's scale, and the
+	// post-processing on its map in place.
 	x0, y0, x1, y1 := 0, 0, dw, dh
 	if e.cfg.Detect.CropMargins {
-		if a, b, c, d, ok := inkWindow(input[:dw*dh], dw, dh); ok {
+		if a, b, c, d, ok := inkWindow(levels, img.c, dw, dh); ok {
 			x0, y0, x1, y1 = a, b, c, d
 		}
 	}
 	cw, ch := x1-x0, y1-y0
-	win := input
-	if cw != dw || ch != dh {
-		win = make([]float32, 3*cw*ch)
-		cropPlanes(input, dw, dh, x0, y0, x1, y1, win)
-	}
-	out, shape, err := e.run(ctx, e.det, win, []int64{1, 3, int64(ch), int64(cw)}, &t.DetectModel)
-	if err != nil {
+	input := getFloats(3 * cw * ch)
+	defer putFloats(input)
+	detPlanes(levels, img.c, dw, x0, y0, x1, y1, input)
+	prob := getFloats(cw * ch)
+	defer putFloats(prob)
+	shape := []int64{1, 1, int64(ch), int64(cw)}
+	if err := e.runInto(ctx, e.det, input, []int64{1, 3, int64(ch), int64(cw)}, prob, shape, &t.DetectModel); err != nil {
 		return nil, fmt.Errorf("detect: %w", err)
 	}
-	if len(shape) != 4 || shape[2] != int64(ch) || shape[3] != int64(cw) {
-		return nil, fmt.Errorf("detect: model output shape %v, want [1 1 %d %d]", shape, ch, cw)
-	}
-	prob := out[:cw*ch]
-	if cw != dw || ch != dh {
-		prob = make([]float32, dw*dh)
-		for y := range ch {
-			copy(prob[(y0+y)*dw+x0:(y0+y)*dw+x1], out[y*cw:(y+1)*cw])
-		}
-	}
-	boxes := dbBoxes(prob, dw, dh, img.w, img.h, e.cfg.Detect)
+	boxes := dbBoxes(prob, cw, ch, mapWindow{x0, y0, dw, dh}, img.w, img.h, e.cfg.Detect)
 	quads := make([]quad, len(boxes))
 	for i, b := range boxes {
 		quads[i] = b.q

@@ -183,6 +183,22 @@ func (s *ortSession) run(input []float32, shape []int64) ([]float32, []int64, er
 	return t.GetData(), t.GetShape(), nil
 }
 
+// runInto feeds input of the given shape and has the model write its
+// output, of the shape given, into output.
+func (s *ortSession) runInto(input []float32, shape []int64, output []float32, outShape []int64) error {
+	in, err := ort.NewTensor(ort.NewShape(shape...), input)
+	if err != nil {
+		return fmt.Errorf("input tensor: %w", err)
+	}
+	defer in.Destroy()
+	out, err := ort.NewTensor(ort.NewShape(outShape...), output)
+	if err != nil {
+		return fmt.Errorf("output tensor: %w", err)
+	}
+	defer out.Destroy()
+	return s.s.Run([]ort.Value{in}, []ort.Value{out})
+}
+
 func (s *ortSession) close() error {
 	if s == nil || s.s == nil {
 		return nil

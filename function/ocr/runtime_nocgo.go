@@ -31,4 +31,8 @@ func (s *ortSession) run(input []float32, shape []int64) ([]float32, []int64, er
 	return nil, nil, errNoCgo
 }
 
+func (s *ortSession) runInto(input []float32, shape []int64, output []float32, outShape []int64) error {
+	return errNoCgo
+}
+
 func (s *ortSession) close() error { return nil }
