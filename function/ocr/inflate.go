@@ -16,7 +16,7 @@ import (
 // at the end of out.
 //
 // The decoder reads from a 64-bit bit buffer refilled eight bytes at a
-// time, and looks codes up in a table indexed by the next 10 (literal and
+// time, and looks codes up in a table indexed by the next 11 (literal and
 // length) or 8 (distance) bits, with second-level tables for longer codes.
 func inflate(in, out []byte) error {
 	d := inflater{br: bitReader{in: in}, out: out}
@@ -217,7 +217,7 @@ var (
 )
 
 const (
-	litPrimary  = 10
+	litPrimary  = 11
 	distPrimary = 8
 )
 
@@ -378,48 +378,109 @@ func (d *inflater) dynamic() error {
 	return nil
 }
 
-// codes decodes a Huffman-coded block up to its end-of-block symbol.
+// codes decodes a Huffman-coded block up to its end-of-block symbol. The
+// bit buffer lives in local variables here (through the inflater's pointer
+// every shift would be a store and a load), and the refill and the table
+// lookups are written out; a literal is followed by a second one without
+// a refill when its code is short, which is most of a scanned page.
 func (d *inflater) codes(lit, dist *huffman) error {
-	br := &d.br
+	in, pos, over := d.br.in, d.br.pos, d.br.over
+	bitbuf, n := d.br.bits, d.br.n
 	out, op := d.out, d.op
-	defer func() { d.op = op }()
+	lt, lmask, lp := lit.table, uint64(1)<<lit.primary-1, lit.primary
+	dt, dmask, dp := dist.table, uint64(1)<<dist.primary-1, dist.primary
+	err := errInflateCorrupt
 	for {
 		// 56 buffered bits hold a whole length and distance: at most
 		// 15+5+15+13 bits.
-		if br.n < 48 {
-			br.refill()
-			if br.over > 8 {
-				return errInflateShort
+		if n < 48 {
+			if pos+8 <= len(in) {
+				bitbuf |= binary.LittleEndian.Uint64(in[pos:]) << n
+				k := (63 - n) >> 3
+				pos += int(k)
+				n += k * 8
+			} else {
+				for n <= 56 {
+					if pos < len(in) {
+						bitbuf |= uint64(in[pos]) << n
+						pos++
+					} else {
+						over++
+					}
+					n += 8
+				}
+				if over > 8 {
+					err = errInflateShort
+					break
+				}
 			}
 		}
-		sym := lit.decode(br)
+		e := lt[bitbuf&lmask]
+		if e&entryLink != 0 {
+			bitbuf >>= lp
+			n -= lp
+			e = lt[e>>16+uint32(bitbuf&(1<<(e&0xff)-1))]
+		}
+		bitbuf >>= e & 0xff
+		n -= uint(e & 0xff)
+		sym := e >> 16
 		if sym < 256 {
 			if op >= len(out) {
-				return errInflateLong
+				err = errInflateLong
+				break
 			}
 			out[op] = byte(sym)
 			op++
+			// At least 41 bits are left: room for another literal whose
+			// code sits in the first-level table (a link entry's offset
+			// puts it above 256<<16).
+			if e = lt[bitbuf&lmask]; e < 256<<16 {
+				if op >= len(out) {
+					err = errInflateLong
+					break
+				}
+				bitbuf >>= e & 0xff
+				n -= uint(e & 0xff)
+				out[op] = byte(e >> 16)
+				op++
+			}
 			continue
 		}
 		if sym == 256 {
-			return nil
+			err = nil
+			break
 		}
 		sym -= 257
 		if sym >= 29 {
-			return errInflateCorrupt
+			break
 		}
-		length := int(lengthBase[sym]) + int(br.take(uint(lengthExtra[sym])))
-		ds := dist.decode(br)
+		eb := lengthExtra[sym]
+		length := int(lengthBase[sym]) + int(bitbuf&(1<<eb-1))
+		bitbuf >>= eb
+		n -= uint(eb)
+		e = dt[bitbuf&dmask]
+		if e&entryLink != 0 {
+			bitbuf >>= dp
+			n -= dp
+			e = dt[e>>16+uint32(bitbuf&(1<<(e&0xff)-1))]
+		}
+		bitbuf >>= e & 0xff
+		n -= uint(e & 0xff)
+		ds := e >> 16
 		if ds >= 30 {
-			return errInflateCorrupt
+			break
 		}
-		dd := int(distBase[ds]) + int(br.take(uint(distExtra[ds])))
+		eb = distExtra[ds]
+		dd := int(distBase[ds]) + int(bitbuf&(1<<eb-1))
+		bitbuf >>= eb
+		n -= uint(eb)
 		if dd > op {
-			return errInflateCorrupt
+			break
 		}
 		end := op + length
 		if end > len(out) {
-			return errInflateLong
+			err = errInflateLong
+			break
 		}
 		// Overlapping copies (a run: the distance shorter than the length)
 		// copy what is already written, doubling each time.
@@ -428,4 +489,7 @@ func (d *inflater) codes(lit, dist *huffman) error {
 			op += copy(out[op:end], out[src:op])
 		}
 	}
+	d.br.pos, d.br.over, d.br.bits, d.br.n = pos, over, bitbuf, n
+	d.op = op
+	return err
 }

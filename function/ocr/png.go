@@ -167,44 +167,46 @@ func unfilter(ft byte, cur, prev []byte, bpp int) error {
 			}
 			break
 		}
-		for k := range bpp {
-			paeth(cur, prev[:len(cur)], k, bpp)
-		}
+		paeth(cur, prev, bpp)
 	default:
 		return fmt.Errorf("png: bad filter type %d", ft)
 	}
 	return nil
 }
 
-// paeth unfilters channel k of a Paeth-filtered row. The predictor is picked
-// without branches on the data (the choice is nearly random on scanned
-// pages, where a mispredicted branch per byte is most of the cost).
-func paeth(cur, prev []byte, k, bpp int) {
-	a, c := 0, 0
-	for i := k; i < len(cur); i += bpp {
-		b := int(prev[i])
-		pa := b - c // |p - a| with p = a + b - c
-		pb := a - c // |p - b|
-		pc := pa + pb
-		pa, pb, pc = iabs(pa), iabs(pb), iabs(pc)
-		pred := c
-		if pb <= pc {
-			pred = b
+// paeth unfilters a Paeth-filtered row of bpp bytes per pixel below prev.
+// Each channel is a chain of dependent bytes (every pixel's predictor needs
+// its left neighbour); the three channels of colour run side by side.
+func paeth(cur, prev []byte, bpp int) {
+	prev = prev[:len(cur)]
+	if bpp == 3 && len(cur)%3 == 0 {
+		// Pixel 0: left and upper left are zero, the predictor is above.
+		cur[0] += prev[0]
+		cur[1] += prev[1]
+		cur[2] += prev[2]
+		a0, a1, a2 := int(cur[0]), int(cur[1]), int(cur[2])
+		for i := 3; i+2 < len(cur); i += 3 {
+			a0 = paethAdd(a0, int(prev[i]), int(prev[i-3]), cur[i])
+			a1 = paethAdd(a1, int(prev[i+1]), int(prev[i-2]), cur[i+1])
+			a2 = paethAdd(a2, int(prev[i+2]), int(prev[i-1]), cur[i+2])
+			cur[i], cur[i+1], cur[i+2] = uint8(a0), uint8(a1), uint8(a2)
 		}
-		if pa <= min(pb, pc) {
-			pred = a
+		return
+	}
+	for k := range bpp {
+		a, c := 0, 0
+		for i := k; i < len(cur); i += bpp {
+			b := int(prev[i])
+			a = paethAdd(a, b, c, cur[i])
+			cur[i] = uint8(a)
+			c = b
 		}
-		a = (pred + int(cur[i])) & 0xff
-		cur[i] = uint8(a)
-		c = b
 	}
 }
 
 // paethPair unfilters two consecutive Paeth rows of one byte per pixel:
 // r1 below prev, r2 below r1. Pixel x of r2 is done beside pixel x+1 of r1,
-// whose chain it does not depend on. The predictor is written out twice:
-// as a function it is over the inlining budget, and a call per byte costs
-// more than the work.
+// whose chain it does not depend on.
 func paethPair(prev, r1, r2 []byte) {
 	n := len(r1)
 	prev, r2 = prev[:n], r2[:n]
@@ -214,47 +216,29 @@ func paethPair(prev, r1, r2 []byte) {
 	a2, c2 := 0, 0
 	for x := 1; x < n; x++ {
 		b1, b2 := int(prev[x]), int(r1[x-1])
-		// Row 1, pixel x: p - a, p - b and p - c with p = a + b - c.
-		pa, pb := b1-c1, a1-c1
-		pc := iabs(pa + pb)
-		pa, pb = iabs(pa), iabs(pb)
-		p1 := c1
-		if pb <= pc {
-			p1 = b1
-		}
-		if pa <= min(pb, pc) {
-			p1 = a1
-		}
-		// Row 2, pixel x-1.
-		qa, qb := b2-c2, a2-c2
-		qc := iabs(qa + qb)
-		qa, qb = iabs(qa), iabs(qb)
-		p2 := c2
-		if qb <= qc {
-			p2 = b2
-		}
-		if qa <= min(qb, qc) {
-			p2 = a2
-		}
-		a1 = (p1 + int(r1[x])) & 0xff
-		r1[x] = uint8(a1)
-		a2 = (p2 + int(r2[x-1])) & 0xff
-		r2[x-1] = uint8(a2)
+		a1 = paethAdd(a1, b1, c1, r1[x])
+		a2 = paethAdd(a2, b2, c2, r2[x-1])
+		r1[x], r2[x-1] = uint8(a1), uint8(a2)
 		c1, c2 = b1, b2
 	}
-	// The last pixel of r2.
-	b2 := int(r1[n-1])
-	qa, qb := b2-c2, a2-c2
-	qc := iabs(qa + qb)
-	qa, qb = iabs(qa), iabs(qb)
-	p2 := c2
-	if qb <= qc {
-		p2 = b2
+	r2[n-1] = uint8(paethAdd(a2, int(r1[n-1]), c2, r2[n-1]))
+}
+
+// paethAdd adds PNG's Paeth predictor of left a, above b and upper left c
+// to the filtered byte x. The predictor is chosen with conditional moves:
+// on scanned pages the choice is nearly random, and a mispredicted branch
+// per byte would be most of the cost.
+func paethAdd(a, b, c int, x byte) int {
+	pa, pb := b-c, a-c // p - a and p - b with p = a + b - c
+	pc := max(pa+pb, -pa-pb)
+	pa, pb = max(pa, -pa), max(pb, -pb)
+	if pb <= pc {
+		c = b
 	}
-	if qa <= min(qb, qc) {
-		p2 = a2
+	if pa <= min(pb, pc) {
+		c = a
 	}
-	r2[n-1] += uint8(p2)
+	return (c + int(x)) & 0xff
 }
 
 // addRow adds prev to cur byte by byte (the Up filter), eight bytes at a
@@ -270,9 +254,4 @@ func addRow(cur, prev []byte) {
 	for ; i < len(cur); i++ {
 		cur[i] += prev[i]
 	}
-}
-
-func iabs(x int) int {
-	m := x >> 63
-	return (x ^ m) - m
 }

@@ -55,7 +55,7 @@ func rawPNG(t testing.TB, pix []uint8, w, h, c int, filter func(y int) byte, ext
 				pred = (a + b) / 2
 			case 4:
 				p := a + b - d
-				pa, pb, pc := iabs(p-a), iabs(p-b), iabs(p-d)
+				pa, pb, pc := max(p-a, a-p), max(p-b, b-p), max(p-d, d-p)
 				switch {
 				case pa <= pb && pa <= pc:
 					pred = a
