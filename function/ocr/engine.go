@@ -409,7 +409,9 @@ func (e *Engine) recognizeBatch(ctx context.Context, img *raster, batch []*recLi
 	w := max(batch[len(batch)-1].rw, rc.MinWidth)
 	w = (w + 7) &^ 7 // the model's time steps are 8 pixels wide
 	plane := h * w
-	input := make([]float32, len(batch)*3*plane) // zero: the normalised padding value
+	input := getFloats(len(batch) * 3 * plane)
+	defer putFloats(input)
+	clear(input) // zero: the normalised padding value
 	for i, l := range batch {
 		l.g.sample(img, l.rw, h, w, plane, input[i*3*plane:])
 	}

@@ -9,6 +9,7 @@ import (
 	_ "image/gif" // decoders registered for image.Decode
 	_ "image/jpeg"
 	_ "image/png"
+	"sync"
 
 	_ "golang.org/x/image/bmp"
 	_ "golang.org/x/image/tiff"
@@ -20,6 +21,29 @@ import (
 type raster struct {
 	w, h, c int
 	pix     []uint8
+}
+
+// bytePool recycles decoded page buffers: a scan is megabytes, and a fresh
+// one per page makes the garbage collector work inside the decoding.
+var bytePool sync.Pool
+
+// getBytes returns a buffer of n bytes with undefined contents.
+func getBytes(n int) []byte {
+	if p, ok := bytePool.Get().(*[]byte); ok && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]byte, n)
+}
+
+func putBytes(b []byte) { bytePool.Put(&b) }
+
+// release hands the raster's pixels back for the next page; r must not be
+// used after it.
+func (r *raster) release() {
+	if r != nil && r.pix != nil {
+		putBytes(r.pix[:cap(r.pix)])
+		r.pix = nil
+	}
 }
 
 // at returns channel ch of pixel (x, y); gray images return the same value for every channel.

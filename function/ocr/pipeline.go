@@ -14,6 +14,7 @@ func (e *Engine) OCR(ctx context.Context, name string, data []byte) (*Layout, Ti
 	if err != nil {
 		return nil, t, err
 	}
+	defer img.release()
 	quads, err := e.detect(ctx, img, &t)
 	if err != nil {
 		return nil, t, err
@@ -32,6 +33,7 @@ func (e *Engine) Detect(ctx context.Context, name string, data []byte) (*Layout,
 	if err != nil {
 		return nil, t, err
 	}
+	defer img.release()
 	quads, err := e.detect(ctx, img, &t)
 	if err != nil {
 		return nil, t, err
@@ -47,6 +49,7 @@ func (e *Engine) Recognize(ctx context.Context, data []byte, lay *Layout) (Timin
 	if err != nil {
 		return t, err
 	}
+	defer img.release()
 	if lay.Width != 0 && lay.Height != 0 && (lay.Width != img.w || lay.Height != img.h) {
 		return t, fmt.Errorf("PAGE XML is for a %dx%d image, the image is %dx%d", lay.Width, lay.Height, img.w, img.h)
 	}
@@ -153,6 +156,7 @@ func (e *Engine) ReadLine(ctx context.Context, name string, data []byte) (*Layou
 	if err != nil {
 		return nil, t, err
 	}
+	defer img.release()
 	lay := LineLayout(name, img.w, img.h)
 	var geo *lineGeometry
 	if q, ok := inkBox(img, 0.25); ok {

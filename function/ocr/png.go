@@ -94,8 +94,9 @@ func inflateRows(z []byte, w, h, c int) (*raster, error) {
 		return nil, errors.New("png: image data is not a zlib stream")
 	}
 	stride := w*c + 1
-	buf := make([]byte, stride*h)
+	buf := getBytes(stride * h) // inflate writes every byte or fails
 	if err := inflate(z[2:], buf); err != nil {
+		putBytes(buf)
 		return nil, fmt.Errorf("png: %w", err)
 	}
 	var prev []byte // the previous unfiltered row; nil above the first
@@ -113,6 +114,7 @@ func inflateRows(z []byte, w, h, c int) (*raster, error) {
 			continue
 		}
 		if err := unfilter(row[0], cur, prev, c); err != nil {
+			putBytes(buf)
 			return nil, err
 		}
 		prev = cur
