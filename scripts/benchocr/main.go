@@ -8,7 +8,8 @@
 // the table's columns follow it):
 //
 //   - pero-latin: `pero ocr` with the built-in config, i.e. the project's own
-//     Latin-script recognizer (pero-latin-rec-int8.onnx, pero-latin.dict);
+//     Latin-script recognizer (pero-latin-rec-int8.onnx, pero-latin.dict), or
+//     with the model given by -latin-model (a retrained one);
 //   - pero-latin-float, only when named: the same with the float model the
 //     integer one was quantised from (pero-latin-rec.onnx);
 //   - pp-ocrv4: `pero ocr --config` with a config.ini, written to the work
@@ -88,6 +89,7 @@ const defaultExclude = "vd_bankgraf_0076,vd_bankgraf_0077,vd_borrdisc_0018,vd_bo
 
 type options struct {
 	corpus, pero, models, tesseract, out, work string
+	latinModel                                 string
 	groups, tools, exclude                     []string
 	cores, limit, repeat                       int
 }
@@ -103,6 +105,7 @@ func main() {
 	flag.StringVar(&groups, "groups", "pages,lines,real-pages,real-lines", "corpus groups to run")
 	flag.StringVar(&tools, "tools", strings.Join([]string{toolLatin, toolPPOCR, toolTesseract}, ","), "tools to run, in column order: "+toolLatin+", "+toolLatinFloat+" (the float model), "+toolPPOCR+", "+toolTesseract)
 	flag.StringVar(&exclude, "exclude", defaultExclude, "real page ids never scored (pero-latin was trained on their lines): dropped from real-pages and real-lines")
+	flag.StringVar(&o.latinModel, "latin-model", "", "pero-latin reads with this recognizer model (a retrained one, say) instead of the shipped pero-latin-rec-int8.onnx; its dictionary stays pero-latin.dict")
 	flag.IntVar(&o.limit, "limit", 0, "keep only the first N samples of each group (0: all)")
 	flag.IntVar(&o.repeat, "repeat", 3, "runs per tool, group and core count; the speed is the fastest run's (machines with noisy neighbours vary by 10-20% run to run)")
 	flag.IntVar(&o.cores, "cores", runtime.NumCPU(), "the 'all cores' setting")
@@ -248,7 +251,18 @@ func run(o options) error {
 		return err
 	}
 	configs := map[string]string{} // pero tool -> --config file ("" = built-in)
-	for tool, ini := range map[string]string{toolPPOCR: ppocrConfig, toolLatinFloat: latinFloatConfig} {
+	inis := map[string]string{toolPPOCR: ppocrConfig, toolLatinFloat: latinFloatConfig}
+	if o.latinModel != "" {
+		abs, err := filepath.Abs(o.latinModel)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return fmt.Errorf("-latin-model: %w", err)
+		}
+		inis[toolLatin] = "[recognize]\nmodel = " + abs + "\n"
+	}
+	for tool, ini := range inis {
 		if !seen[tool] {
 			continue
 		}
@@ -360,6 +374,9 @@ func run(o options) error {
 func report(w io.Writer, results map[string]map[string]*result, tools []string, groups []group, coreSet []int, stats []string, o options) {
 	fmt.Fprintf(w, "OCR benchmark on %d CPU(s) (%s), %s\n\n", runtime.NumCPU(), cpuModel(), time.Now().UTC().Format("2006-01-02"))
 	fmt.Fprintf(w, "Tools: %s.\n", strings.Join(tools, ", "))
+	if o.latinModel != "" {
+		fmt.Fprintf(w, "%s reads with %s (-latin-model), not the shipped model.\n", toolLatin, o.latinModel)
+	}
 	hasReal, excluded := false, 0
 	for _, g := range groups {
 		if realGroup(g.name) {
