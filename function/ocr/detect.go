@@ -173,60 +173,11 @@ type mapWindow struct{ x0, y0, dw, dh int }
 // area*ratio/perimeter on every side. The map outside the window counts
 // as zero: no region or rectangle reaches it.
 func dbBoxes(prob []float32, mw, mh int, win mapWindow, pw, ph int, c DetectConfig) []detBox {
-	thr := float32(c.Threshold)
-	label := make([]int32, mw*mh)
 	var boxes []detBox
-	var stack []int32
-	var rowMin, rowMax []int32
 	sx, sy := float64(pw)/float64(win.dw), float64(ph)/float64(win.dh)
 	ox, oy := float64(win.x0), float64(win.y0)
-	regions := 0
-	for start := range prob {
-		if prob[start] <= thr || label[start] != 0 {
-			continue
-		}
-		regions++
-		if regions > c.MaxCandidates {
-			break
-		}
-		// Flood fill (8-connected), keeping each row's extreme pixels: the
-		// convex hull of a region is the hull of those.
-		y0 := start / mw
-		rowMin, rowMax = rowMin[:0], rowMax[:0]
-		stack = append(stack[:0], int32(start))
-		label[start] = int32(regions)
-		for len(stack) > 0 {
-			i := int(stack[len(stack)-1])
-			stack = stack[:len(stack)-1]
-			x, y := i%mw, i/mw
-			for ry := y - y0; ry >= len(rowMin); {
-				rowMin = append(rowMin, math.MaxInt32)
-				rowMax = append(rowMax, -1)
-			}
-			// A region can reach above its first pixel only through rows
-			// already seen; rows above y0 are impossible since the scan
-			// goes in raster order and labels everything it reaches.
-			ry := y - y0
-			rowMin[ry] = min(rowMin[ry], int32(x))
-			rowMax[ry] = max(rowMax[ry], int32(x))
-			for dy := -1; dy <= 1; dy++ {
-				ny := y + dy
-				if ny < 0 || ny >= mh {
-					continue
-				}
-				for dx := -1; dx <= 1; dx++ {
-					nx := x + dx
-					if nx < 0 || nx >= mw || (dx == 0 && dy == 0) {
-						continue
-					}
-					j := ny*mw + nx
-					if label[j] == 0 && prob[j] > thr {
-						label[j] = int32(regions)
-						stack = append(stack, int32(j))
-					}
-				}
-			}
-		}
+	for _, reg := range mapRegions(prob, mw, mh, float32(c.Threshold), c.MaxCandidates) {
+		y0, rowMin, rowMax := reg.y0, reg.rowMin, reg.rowMax
 		pts := make([]point, 0, 2*len(rowMin))
 		for ry := range rowMin {
 			if rowMax[ry] < 0 {
@@ -271,6 +222,117 @@ func dbBoxes(prob []float32, mw, mh int, win mapWindow, pw, ph int, c DetectConf
 		boxes = append(boxes, detBox{q: q, score: score})
 	}
 	return boxes
+}
+
+// mapRegion is a connected region of the probability map: its first row
+// and, per row from there, its leftmost and rightmost pixel (the convex
+// hull of a region is the hull of those).
+type mapRegion struct {
+	y0             int
+	rowMin, rowMax []int32
+}
+
+// mapRun is a run of map pixels above the threshold on row y, x0 to x1
+// inclusive.
+type mapRun struct{ y, x0, x1 int32 }
+
+// mapRegions finds the 8-connected regions of prob > thr, at most limit
+// of them, in the raster order of their first pixels. It works on runs of
+// pixels: the runs of each row are joined (union-find) with the runs of
+// the row above that touch them, diagonally included, so that each pixel
+// is looked at once.
+func mapRegions(prob []float32, mw, mh int, thr float32, limit int) []mapRegion {
+	var runs []mapRun
+	rowStart := make([]int, mh+1)
+	for y := range mh {
+		rowStart[y] = len(runs)
+		row := prob[y*mw : (y+1)*mw]
+		for x := 0; x < mw; x++ {
+			if row[x] <= thr {
+				continue
+			}
+			x0 := x
+			for x+1 < mw && row[x+1] > thr {
+				x++
+			}
+			runs = append(runs, mapRun{int32(y), int32(x0), int32(x)})
+		}
+	}
+	rowStart[mh] = len(runs)
+	parent := make([]int32, len(runs))
+	for i := range parent {
+		parent[i] = int32(i)
+	}
+	find := func(i int32) int32 {
+		for parent[i] != i {
+			parent[i] = parent[parent[i]]
+			i = parent[i]
+		}
+		return i
+	}
+	for y := 1; y < mh; y++ {
+		i, j := rowStart[y-1], rowStart[y]
+		for i < rowStart[y] && j < rowStart[y+1] {
+			a, b := runs[i], runs[j]
+			switch {
+			case a.x1+1 < b.x0:
+				i++
+				continue
+			case b.x1+1 < a.x0:
+				j++
+				continue
+			}
+			// The root with the earlier first run stays the root, so
+			// that a region's root is its first run.
+			ra, rb := find(int32(i)), find(int32(j))
+			if ra < rb {
+				parent[rb] = ra
+			} else if rb < ra {
+				parent[ra] = rb
+			}
+			if a.x1 < b.x1 {
+				i++
+			} else {
+				j++
+			}
+		}
+	}
+	// Regions in the order of their first runs, their runs in raster order.
+	id := make([]int32, len(runs))
+	var counts []int
+	for i := range runs {
+		r := find(int32(i))
+		if r == int32(i) {
+			id[i] = int32(len(counts))
+			counts = append(counts, 0)
+		} else {
+			id[i] = id[r]
+		}
+		counts[id[i]]++
+	}
+	n := min(len(counts), limit)
+	regions := make([]mapRegion, n)
+	for i, r := range runs {
+		k := id[i]
+		if int(k) >= n {
+			continue
+		}
+		reg := &regions[k]
+		if reg.rowMin == nil {
+			reg.y0 = int(r.y)
+			reg.rowMin = make([]int32, 0, counts[k])
+			reg.rowMax = make([]int32, 0, counts[k])
+		}
+		ry := int(r.y) - reg.y0
+		if ry == len(reg.rowMin) {
+			reg.rowMin = append(reg.rowMin, r.x0)
+			reg.rowMax = append(reg.rowMax, r.x1)
+			continue
+		}
+		reg.rowMin[ry] = min(reg.rowMin[ry], r.x0)
+		reg.rowMax[ry] = max(reg.rowMax[ry], r.x1)
+	}
+	return regions
 }
 
 // detBox is a detected line box in page coordinates.

@@ -2,6 +2,8 @@ package ocr
 
 import (
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -139,5 +141,70 @@ func TestInkWindow(t *testing.T) {
 	}
 	if x0, y0, _, _, ok := inkWindow(p, 1, dw, dh); !ok || x0 != 0 || y0 != 0 {
 		t.Fatalf("ink at the corner: window from (%d,%d), want (0,0)", x0, y0)
+	}
+}
+
+// floodRegions is the plain reference for mapRegions: a flood fill from
+// each unlabelled pixel in raster order.
+func floodRegions(prob []float32, mw, mh int, thr float32) []mapRegion {
+	label := make([]bool, mw*mh)
+	var out []mapRegion
+	for start := range prob {
+		if prob[start] <= thr || label[start] {
+			continue
+		}
+		reg := mapRegion{y0: start / mw}
+		label[start] = true
+		stack := []int{start}
+		for len(stack) > 0 {
+			i := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			x, y := i%mw, i/mw
+			for ry := y - reg.y0; ry >= len(reg.rowMin); {
+				reg.rowMin = append(reg.rowMin, math.MaxInt32)
+				reg.rowMax = append(reg.rowMax, -1)
+			}
+			ry := y - reg.y0
+			reg.rowMin[ry] = min(reg.rowMin[ry], int32(x))
+			reg.rowMax[ry] = max(reg.rowMax[ry], int32(x))
+			for ny := max(y-1, 0); ny <= min(y+1, mh-1); ny++ {
+				for nx := max(x-1, 0); nx <= min(x+1, mw-1); nx++ {
+					if j := ny*mw + nx; !label[j] && prob[j] > thr {
+						label[j] = true
+						stack = append(stack, j)
+					}
+				}
+			}
+		}
+		out = append(out, reg)
+	}
+	return out
+}
+
+func TestMapRegionsMatchFloodFill(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for trial := range 300 {
+		mw, mh := 1+rng.IntN(40), 1+rng.IntN(40)
+		density := rng.Float64()
+		prob := make([]float32, mw*mh)
+		for i := range prob {
+			if rng.Float64() < density {
+				prob[i] = 0.9
+			}
+		}
+		want := floodRegions(prob, mw, mh, 0.3)
+		got := mapRegions(prob, mw, mh, 0.3, len(want)+1)
+		if len(got) != len(want) {
+			t.Fatalf("trial %d (%dx%d): %d regions, want %d", trial, mw, mh, len(got), len(want))
+		}
+		for k := range want {
+			g, w := got[k], want[k]
+			if g.y0 != w.y0 || !slices.Equal(g.rowMin, w.rowMin) || !slices.Equal(g.rowMax, w.rowMax) {
+				t.Fatalf("trial %d (%dx%d), region %d: got %+v, want %+v", trial, mw, mh, k, g, w)
+			}
+		}
+		if limited := mapRegions(prob, mw, mh, 0.3, 2); len(want) >= 2 && len(limited) != 2 {
+			t.Fatalf("trial %d: limit 2 gives %d regions", trial, len(limited))
+		}
 	}
 }
