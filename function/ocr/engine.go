@@ -403,7 +403,16 @@ func widthBatches(sorted []*recLine, rc RecognizeConfig) [][]*recLine {
 }
 
 // recognizeBatch runs one batch and decodes it; it returns the model time.
+// The batch holds a worker slot from its crops to its decoding, not only
+// for the model run: the crops are CPU work too, and on one core crops
+// of one batch cut into the model time measured for another.
 func (e *Engine) recognizeBatch(ctx context.Context, img *raster, batch []*recLine) (time.Duration, error) {
+	select {
+	case e.slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	defer func() { <-e.slots }()
 	rc := e.cfg.Recognize
 	h := rc.Height
 	w := max(batch[len(batch)-1].rw, rc.MinWidth)
@@ -415,8 +424,9 @@ func (e *Engine) recognizeBatch(ctx context.Context, img *raster, batch []*recLi
 	for i, l := range batch {
 		l.g.sample(img, l.rw, h, w, plane, input[i*3*plane:])
 	}
-	var d time.Duration
-	out, shape, err := e.run(ctx, e.rec, input, []int64{int64(len(batch)), 3, int64(h), int64(w)}, &d)
+	start := time.Now()
+	out, shape, err := e.rec.run(input, []int64{int64(len(batch)), 3, int64(h), int64(w)})
+	d := time.Since(start)
 	if err != nil {
 		return d, fmt.Errorf("recognize: %w", err)
 	}

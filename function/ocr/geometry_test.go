@@ -2,6 +2,8 @@ package ocr
 
 import (
 	"math"
+	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -112,5 +114,42 @@ func TestSampleNormalises(t *testing.T) {
 	g.sample(rgb, 4, 4, 4, 16, dst)
 	if dst[0] != -1 || dst[16] != 1 || dst[32] != -1 {
 		t.Errorf("planes B, G, R = %v %v %v, want -1 1 -1", dst[0], dst[16], dst[32])
+	}
+}
+
+// TestSampleAxisAlignedMatchesPerspective checks the upright-box fast path
+// against the general one, bit for bit, on gray and colour pages, with
+// boxes at fractional positions, scaled up and down and touching the edges.
+func TestSampleAxisAlignedMatchesPerspective(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	compared := 0
+	for _, c := range []int{1, 3} {
+		r := &raster{w: 120, h: 80, c: c, pix: make([]uint8, 120*80*c)}
+		for i := range r.pix {
+			r.pix[i] = uint8(rng.IntN(256))
+		}
+		for trial := range 200 {
+			x0, y0 := rng.Float64()*130-5, rng.Float64()*90-5
+			x1, y1 := x0+1+rng.Float64()*100, y0+1+rng.Float64()*30
+			g := newLineGeometry(quad{{x0, y0}, {x1, y0}, {x1, y1}, {x0, y1}})
+			hm := rectToQuad(g.cw, g.ch, g.q)
+			if hm[1] != 0 || hm[3] != 0 || hm[6] != 0 || hm[7] != 0 || hm[8] != 1 {
+				continue // turned 90 degrees: not upright
+			}
+			h := 16 + rng.IntN(40)
+			rw := g.scaledWidth(h)
+			stride := rw + rng.IntN(8)
+			fast := make([]float32, 3*h*stride)
+			slow := make([]float32, 3*h*stride)
+			g.sampleAxisAligned(r, hm, rw, h, stride, h*stride, fast)
+			g.samplePerspective(r, hm, rw, h, stride, h*stride, slow)
+			if !slices.Equal(fast, slow) {
+				t.Fatalf("c=%d trial %d: box (%.2f,%.2f)-(%.2f,%.2f) at %dx%d: fast path differs", c, trial, x0, y0, x1, y1, rw, h)
+			}
+			compared++
+		}
+	}
+	if compared < 300 {
+		t.Fatalf("only %d of 400 boxes were upright with an exact scale-and-shift map", compared)
 	}
 }
