@@ -10,8 +10,9 @@ import (
 
 // decodePNG is the fast path for the PNGs scanners and renderers write:
 // 8-bit gray or RGB, not interlaced. It inflates the whole image data in one
-// read into the buffer that becomes the raster, undoes the row filters in
-// place and drops the filter bytes, where image/png would allocate an image,
+// pass (inflate, its own decoder) into the buffer that becomes the raster,
+// undoes the row filters in place and drops the filter bytes, where
+// image/png would go through compress/flate's window, allocate an image,
 // filter row by row and leave a copy to toRaster. ok is false for any other
 // kind of PNG (palette, alpha, 16 bits, interlaced, a transparent colour),
 // which image/png then decodes. The pixels are the same as image/png's;
