@@ -159,10 +159,12 @@ func (e *Engine) ReadLine(ctx context.Context, name string, data []byte) (*Layou
 	defer img.release()
 	lay := LineLayout(name, img.w, img.h)
 	var geo *lineGeometry
+	start := time.Now()
 	if q, ok := inkBox(img, 0.25); ok {
 		g := newLineGeometry(q)
 		geo = &g
 	}
+	t.Recognize += time.Since(start) // cutting the line is part of reading it
 	if err := e.readWith(ctx, img, lay, geo, &t); err != nil {
 		return nil, t, err
 	}
@@ -174,31 +176,50 @@ func (e *Engine) ReadLine(ctx context.Context, name string, data []byte) (*Layou
 // margin times its height on every side, within the image: a crop that is
 // already tight (a line cut from a PAGE polygon) stays as it is.
 func inkBox(r *raster, margin float64) (quad, bool) {
-	lum := func(x, y int) int {
+	// Luminance row by row: gray rows as they are, colour ones weighted.
+	lum := make([]uint8, r.w)
+	row := func(y int) []uint8 {
 		if r.c == 1 {
-			return int(r.pix[y*r.w+x])
+			return r.pix[y*r.w : (y+1)*r.w]
 		}
-		i := (y*r.w + x) * 3
-		return (int(r.pix[i]) + 2*int(r.pix[i+1]) + int(r.pix[i+2])) / 4
+		src := r.pix[y*r.w*3 : (y+1)*r.w*3]
+		for x := range lum {
+			lum[x] = uint8((int(src[3*x]) + 2*int(src[3*x+1]) + int(src[3*x+2])) / 4)
+		}
+		return lum
 	}
-	lo, hi := 255, 0
+	lo, hi := uint8(255), uint8(0)
 	for y := range r.h {
-		for x := range r.w {
-			v := lum(x, y)
+		for _, v := range row(y) {
 			lo, hi = min(lo, v), max(hi, v)
 		}
 	}
-	if hi-lo < 32 {
+	if int(hi)-int(lo) < 32 {
 		return quad{}, false // no contrast: nothing to cut to
 	}
-	thr := (lo + hi) / 2
+	thr := uint8((int(lo) + int(hi)) / 2)
 	x0, y0, x1, y1 := r.w, r.h, -1, -1
 	for y := range r.h {
-		for x := range r.w {
-			if lum(x, y) < thr {
-				x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x), max(y1, y)
+		l := row(y)
+		first := -1
+		for x, v := range l {
+			if v < thr {
+				first = x
+				break
 			}
 		}
+		if first < 0 {
+			continue
+		}
+		last := first
+		for x := len(l) - 1; x > first; x-- {
+			if l[x] < thr {
+				last = x
+				break
+			}
+		}
+		x0, x1 = min(x0, first), max(x1, last)
+		y0, y1 = min(y0, y), max(y1, y)
 	}
 	if x1 < 0 {
 		return quad{}, false
