@@ -51,68 +51,30 @@ func (g lineGeometry) sample(r *raster, rw, h, stride, planeSize int, dst []floa
 func (g lineGeometry) samplePerspective(r *raster, hm homography, rw, h, stride, planeSize int, dst []float32) {
 	sx, sy := g.cw/float64(rw), g.ch/float64(h)
 	maxX, maxY := float64(r.w-1), float64(r.h-1)
-	const scale, shift = float32(2.0 / 255), float32(-1.0)
 	w := r.w
 	for v := range h {
-		cy := (float64(v)+0.5)*sy - 0.5
-		if cy < 0 {
-			cy = 0
-		} else if cy > g.ch-1 {
-			cy = g.ch - 1
-		}
+		cy := cropCoord(v, sy, g.ch)
 		// Along a row the map is (a + b*cx) / (c + d*cx).
 		ax, bx := hm[1]*cy+hm[2], hm[0]
 		ay, by := hm[4]*cy+hm[5], hm[3]
 		az, bz := hm[7]*cy+hm[8], hm[6]
 		off := v * stride
 		for u := range rw {
-			cx := (float64(u)+0.5)*sx - 0.5
-			if cx < 0 {
-				cx = 0
-			} else if cx > g.cw-1 {
-				cx = g.cw - 1
-			}
+			cx := cropCoord(u, sx, g.cw)
 			z := az + bz*cx
-			px, py := (ax+bx*cx)/z, (ay+by*cx)/z
-			if px < 0 {
-				px = 0
-			} else if px > maxX {
-				px = maxX
-			}
-			if py < 0 {
-				py = 0
-			} else if py > maxY {
-				py = maxY
-			}
-			x0, y0 := int(px), int(py)
-			fx, fy := float32(px-float64(x0)), float32(py-float64(y0))
-			x1, y1 := x0+1, y0+1
-			if x1 >= w {
-				x1 = w - 1
-			}
-			if y1 >= r.h {
-				y1 = r.h - 1
-			}
+			x0, x1, fx := pageCoord((ax+bx*cx)/z, maxX, w)
+			y0, y1, fy := pageCoord((ay+by*cx)/z, maxY, r.h)
+			p := r.pix
 			if r.c == 1 {
-				p := r.pix
-				p00, p01 := float32(p[y0*w+x0]), float32(p[y0*w+x1])
-				p10, p11 := float32(p[y1*w+x0]), float32(p[y1*w+x1])
-				a := p00 + (p01-p00)*fx
-				b := p10 + (p11-p10)*fx
-				val := (a+(b-a)*fy)*scale + shift
+				val := bilerp(p[y0*w+x0], p[y0*w+x1], p[y1*w+x0], p[y1*w+x1], fx, fy)*pixScale + pixShift
 				dst[off+u] = val
 				dst[planeSize+off+u] = val
 				dst[2*planeSize+off+u] = val
 				continue
 			}
 			i00, i01, i10, i11 := (y0*w+x0)*3, (y0*w+x1)*3, (y1*w+x0)*3, (y1*w+x1)*3
-			p := r.pix
 			for ch := range 3 {
-				p00, p01 := float32(p[i00+ch]), float32(p[i01+ch])
-				p10, p11 := float32(p[i10+ch]), float32(p[i11+ch])
-				a := p00 + (p01-p00)*fx
-				b := p10 + (p11-p10)*fx
-				dst[ch*planeSize+off+u] = (a+(b-a)*fy)*scale + shift
+				dst[ch*planeSize+off+u] = bilerp(p[i00+ch], p[i01+ch], p[i10+ch], p[i11+ch], fx, fy)*pixScale + pixShift
 			}
 		}
 	}
@@ -125,68 +87,67 @@ func (g lineGeometry) samplePerspective(r *raster, hm homography, rw, h, stride,
 func (g lineGeometry) sampleAxisAligned(r *raster, hm homography, rw, h, stride, planeSize int, dst []float32) {
 	sx, sy := g.cw/float64(rw), g.ch/float64(h)
 	maxX, maxY := float64(r.w-1), float64(r.h-1)
-	const scale, shift = float32(2.0 / 255), float32(-1.0)
 	w := r.w
-	xs0 := make([]int32, rw)
-	xs1 := make([]int32, rw)
+	xs0 := make([]int, rw)
+	xs1 := make([]int, rw)
 	fxs := make([]float32, rw)
 	for u := range rw {
-		cx := (float64(u)+0.5)*sx - 0.5
-		if cx < 0 {
-			cx = 0
-		} else if cx > g.cw-1 {
-			cx = g.cw - 1
-		}
-		px := hm[2] + hm[0]*cx
-		if px < 0 {
-			px = 0
-		} else if px > maxX {
-			px = maxX
-		}
-		x0 := int(px)
-		xs0[u], xs1[u], fxs[u] = int32(x0), int32(min(x0+1, w-1)), float32(px-float64(x0))
+		xs0[u], xs1[u], fxs[u] = pageCoord(hm[2]+hm[0]*cropCoord(u, sx, g.cw), maxX, w)
 	}
 	for v := range h {
-		cy := (float64(v)+0.5)*sy - 0.5
-		if cy < 0 {
-			cy = 0
-		} else if cy > g.ch-1 {
-			cy = g.ch - 1
-		}
-		py := hm[4]*cy + hm[5]
-		if py < 0 {
-			py = 0
-		} else if py > maxY {
-			py = maxY
-		}
-		y0 := int(py)
-		fy := float32(py - float64(y0))
-		y1 := min(y0+1, r.h-1)
+		y0, y1, fy := pageCoord(hm[4]*cropCoord(v, sy, g.ch)+hm[5], maxY, r.h)
 		off := v * stride
 		d0, d1, d2 := dst[off:off+rw], dst[planeSize+off:planeSize+off+rw], dst[2*planeSize+off:2*planeSize+off+rw]
 		if r.c == 1 {
 			p0, p1 := r.pix[y0*w:(y0+1)*w], r.pix[y1*w:(y1+1)*w]
 			for u, x0 := range xs0 {
-				x1, fx := xs1[u], fxs[u]
-				p00, p01 := float32(p0[x0]), float32(p0[x1])
-				p10, p11 := float32(p1[x0]), float32(p1[x1])
-				a := p00 + (p01-p00)*fx
-				b := p10 + (p11-p10)*fx
-				val := (a+(b-a)*fy)*scale + shift
+				x1 := xs1[u]
+				val := bilerp(p0[x0], p0[x1], p1[x0], p1[x1], fxs[u], fy)*pixScale + pixShift
 				d0[u], d1[u], d2[u] = val, val, val
 			}
 			continue
 		}
 		p0, p1 := r.pix[y0*w*3:(y0+1)*w*3], r.pix[y1*w*3:(y1+1)*w*3]
 		for u, x0 := range xs0 {
-			i0, i1, fx := int(x0)*3, int(xs1[u])*3, fxs[u]
+			i0, i1 := x0*3, xs1[u]*3
 			for ch, d := range [3][]float32{d0, d1, d2} {
-				p00, p01 := float32(p0[i0+ch]), float32(p0[i1+ch])
-				p10, p11 := float32(p1[i0+ch]), float32(p1[i1+ch])
-				a := p00 + (p01-p00)*fx
-				b := p10 + (p11-p10)*fx
-				d[u] = (a+(b-a)*fy)*scale + shift
+				d[u] = bilerp(p0[i0+ch], p0[i1+ch], p1[i0+ch], p1[i1+ch], fxs[u], fy)*pixScale + pixShift
 			}
 		}
 	}
+}
+
+// The recognizer's input: levels scaled to [-1, 1].
+const pixScale, pixShift = float32(2.0 / 255), float32(-1.0)
+
+// cropCoord is the crop coordinate of output pixel i, at s crop pixels per
+// output pixel with pixel centres aligned, within the crop's size.
+func cropCoord(i int, s, size float64) float64 {
+	c := (float64(i)+0.5)*s - 0.5
+	if c < 0 {
+		return 0
+	} else if c > size-1 {
+		return size - 1
+	}
+	return c
+}
+
+// pageCoord clamps a page coordinate to [0, hi] and splits it into the
+// pixel before it, the pixel after it (within n pixels) and the fraction
+// between them.
+func pageCoord(p, hi float64, n int) (int, int, float32) {
+	if p < 0 {
+		p = 0
+	} else if p > hi {
+		p = hi
+	}
+	i := int(p)
+	return i, min(i+1, n-1), float32(p - float64(i))
+}
+
+// bilerp interpolates between four neighbouring levels.
+func bilerp(p00, p01, p10, p11 uint8, fx, fy float32) float32 {
+	a := float32(p00) + (float32(p01)-float32(p00))*fx
+	b := float32(p10) + (float32(p11)-float32(p10))*fx
+	return a + (b-a)*fy
 }

@@ -208,20 +208,6 @@ func (e *Engine) runInto(ctx context.Context, s *ortSession, input []float32, sh
 	return err
 }
 
-// floatPool recycles the detector's page-sized buffers: allocating and
-// clearing them for every page costs about as much as filling them.
-var floatPool sync.Pool
-
-// getFloats returns a buffer of n values with undefined contents.
-func getFloats(n int) []float32 {
-	if p, ok := floatPool.Get().(*[]float32); ok && cap(*p) >= n {
-		return (*p)[:n]
-	}
-	return make([]float32, n)
-}
-
-func putFloats(b []float32) { floatPool.Put(&b) }
-
 // Timing is where a page's time went. Detect, Classify and Recognize are
 // the whole steps; the *Model fields the part spent inside ONNX Runtime.
 type Timing struct {
@@ -260,8 +246,8 @@ func (e *Engine) detect(ctx context.Context, img *raster, t *Timing) ([]quad, er
 	}
 	start := time.Now()
 	dw, dh := detSize(img.w, img.h, e.cfg.Detect)
-	levels := getFloats(img.c * dw * dh)
-	defer putFloats(levels)
+	levels := floatPool.get(img.c * dw * dh)
+	defer floatPool.put(levels)
 	detResize(img, dw, dh, levels)
 	// The model runs on the inked window only, at the page's scale, and the
 	// post-processing on its map in place.
@@ -272,11 +258,11 @@ func (e *Engine) detect(ctx context.Context, img *raster, t *Timing) ([]quad, er
 		}
 	}
 	cw, ch := x1-x0, y1-y0
-	input := getFloats(3 * cw * ch)
-	defer putFloats(input)
+	input := floatPool.get(3 * cw * ch)
+	defer floatPool.put(input)
 	detPlanes(levels, img.c, dw, x0, y0, x1, y1, input)
-	prob := getFloats(cw * ch)
-	defer putFloats(prob)
+	prob := floatPool.get(cw * ch)
+	defer floatPool.put(prob)
 	shape := []int64{1, 1, int64(ch), int64(cw)}
 	if err := e.runInto(ctx, e.det, input, []int64{1, 3, int64(ch), int64(cw)}, prob, shape, &t.DetectModel); err != nil {
 		return nil, fmt.Errorf("detect: %w", err)
@@ -418,8 +404,8 @@ func (e *Engine) recognizeBatch(ctx context.Context, img *raster, batch []*recLi
 	w := max(batch[len(batch)-1].rw, rc.MinWidth)
 	w = (w + 7) &^ 7 // the model's time steps are 8 pixels wide
 	plane := h * w
-	input := getFloats(len(batch) * 3 * plane)
-	defer putFloats(input)
+	input := floatPool.get(len(batch) * 3 * plane)
+	defer floatPool.put(input)
 	clear(input) // zero: the normalised padding value
 	for i, l := range batch {
 		l.g.sample(img, l.rw, h, w, plane, input[i*3*plane:])

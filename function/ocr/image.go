@@ -23,25 +23,31 @@ type raster struct {
 	pix     []uint8
 }
 
-// bytePool recycles decoded page buffers: a scan is megabytes, and a fresh
-// one per page makes the garbage collector work inside the decoding.
-var bytePool sync.Pool
+// slicePool recycles large buffers (decoded pages, the detector's planes
+// and maps, recognizer batches): a fresh one per page costs the clearing of
+// megabytes and makes the garbage collector work inside the page's steps.
+type slicePool[T any] struct{ p sync.Pool }
 
-// getBytes returns a buffer of n bytes with undefined contents.
-func getBytes(n int) []byte {
-	if p, ok := bytePool.Get().(*[]byte); ok && cap(*p) >= n {
-		return (*p)[:n]
+// get returns a buffer of n elements with undefined contents.
+func (sp *slicePool[T]) get(n int) []T {
+	if b, ok := sp.p.Get().(*[]T); ok && cap(*b) >= n {
+		return (*b)[:n]
 	}
-	return make([]byte, n)
+	return make([]T, n)
 }
 
-func putBytes(b []byte) { bytePool.Put(&b) }
+func (sp *slicePool[T]) put(b []T) { sp.p.Put(&b) }
+
+var (
+	bytePool  slicePool[byte]
+	floatPool slicePool[float32]
+)
 
 // release hands the raster's pixels back for the next page; r must not be
 // used after it.
 func (r *raster) release() {
 	if r != nil && r.pix != nil {
-		putBytes(r.pix[:cap(r.pix)])
+		bytePool.put(r.pix[:cap(r.pix)])
 		r.pix = nil
 	}
 }

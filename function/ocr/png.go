@@ -95,9 +95,9 @@ func inflateRows(z []byte, w, h, c int) (*raster, error) {
 		return nil, errors.New("png: image data is not a zlib stream")
 	}
 	stride := w*c + 1
-	buf := getBytes(stride * h) // inflate writes every byte or fails
+	buf := bytePool.get(stride * h) // inflate writes every byte or fails
 	if err := inflate(z[2:], buf); err != nil {
-		putBytes(buf)
+		bytePool.put(buf)
 		return nil, fmt.Errorf("png: %w", err)
 	}
 	var prev []byte // the previous unfiltered row; nil above the first
@@ -115,7 +115,7 @@ func inflateRows(z []byte, w, h, c int) (*raster, error) {
 			continue
 		}
 		if err := unfilter(row[0], cur, prev, c); err != nil {
-			putBytes(buf)
+			bytePool.put(buf)
 			return nil, err
 		}
 		prev = cur
