@@ -61,7 +61,7 @@ func runOCR(ctx context.Context, env *Env, args []string) error {
 	threads := fs.Int("threads", 0, "intra-op threads per model run (default: the config's, else 1)")
 	lines := fs.Bool("lines", false, "each image is a single text line (no detection)")
 	detectOnly := fs.Bool("detect-only", false, "only detect lines (PAGE XML without text)")
-	stats := fs.Bool("stats", false, "print where the time went (decoding, models, the rest)")
+	stats := fs.Bool("stats", false, "print where the time went: decoding, detection, recognition (each with its part inside the models), writing the outputs")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -193,10 +193,8 @@ feed:
 	fmt.Fprintf(env.Stderr, "pero ocr: %d pages in %s (%.2f pages/s), %d failed; results in %s\n",
 		len(inputs), elapsed.Round(time.Millisecond), float64(len(inputs))/elapsed.Seconds(), nf, *outDir)
 	if *stats {
-		busy := total.Decode + total.Detect + total.Classify + total.Recognize
-		model := total.DetectModel + total.ClassifyModel + total.RecognizeModel
 		fmt.Fprintf(env.Stderr, "pero ocr: stats: %s; outside the models %.1f%% of the page time\n",
-			total, 100*(1-model.Seconds()/max(busy.Seconds(), 1e-9)))
+			total, 100*(1-total.Model().Seconds()/max(total.Busy().Seconds(), 1e-9)))
 	}
 	if nf > 0 {
 		return failed(fmt.Errorf("%d of %d pages failed", nf, len(inputs)+len(bad)), "see the errors above")
@@ -234,7 +232,9 @@ func ocrOne(ctx context.Context, e *ocr.Engine, cfg ocr.Config, in ocrInput, out
 	if err != nil {
 		return t, err
 	}
-	files, err := ocr.Render(lay, name, cfg.Formats, time.Now())
+	start := time.Now()
+	files, err := ocr.Render(lay, name, cfg.Formats, start)
+	t.Output = time.Since(start)
 	if err != nil {
 		return t, err
 	}

@@ -215,6 +215,9 @@ type Timing struct {
 	Detect, DetectModel       time.Duration
 	Classify, ClassifyModel   time.Duration
 	Recognize, RecognizeModel time.Duration
+	// Output is the rendering of the results (PAGE XML, ALTO, text), which
+	// the caller measures: the engine's steps end with the layout.
+	Output time.Duration
 }
 
 // Add adds o to t.
@@ -226,12 +229,24 @@ func (t *Timing) Add(o Timing) {
 	t.ClassifyModel += o.ClassifyModel
 	t.Recognize += o.Recognize
 	t.RecognizeModel += o.RecognizeModel
+	t.Output += o.Output
+}
+
+// Busy is the time of all the steps; Model the part of it inside ONNX
+// Runtime.
+func (t Timing) Busy() time.Duration {
+	return t.Decode + t.Detect + t.Classify + t.Recognize + t.Output
+}
+
+// Model is the time spent inside ONNX Runtime.
+func (t Timing) Model() time.Duration {
+	return t.DetectModel + t.ClassifyModel + t.RecognizeModel
 }
 
 func (t Timing) String() string {
 	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
-	return fmt.Sprintf("decode %s, detect %s (model %s), classify %s (model %s), recognize %s (model %s)",
-		r(t.Decode), r(t.Detect), r(t.DetectModel), r(t.Classify), r(t.ClassifyModel), r(t.Recognize), r(t.RecognizeModel))
+	return fmt.Sprintf("decode %s, detect %s (model %s), classify %s (model %s), recognize %s (model %s), output %s",
+		r(t.Decode), r(t.Detect), r(t.DetectModel), r(t.Classify), r(t.ClassifyModel), r(t.Recognize), r(t.RecognizeModel), r(t.Output))
 }
 
 // decode decodes an image within the configured pixel limit.
