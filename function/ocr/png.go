@@ -125,7 +125,7 @@ func inflateRows(z []byte, w, h, c int) (*raster, error) {
 	for y := range h {
 		copy(buf[y*w*c:(y+1)*w*c], buf[y*stride+1:(y+1)*stride])
 	}
-	pix := buf[: w*h*c : w*h*c]
+	pix := buf[:w*h*c] // the whole buffer stays its capacity, for the pool
 	if c == 3 {
 		for i := 0; i+2 < len(pix); i += 3 {
 			pix[i], pix[i+2] = pix[i+2], pix[i]
