@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -616,15 +617,17 @@ func (s *system) settle(ids []string, out string, stages []string, maxDups int, 
 	return a
 }
 
-// redelivered counts the output's pages that were delivered to a stage more than once.
+// redelivered counts the output's pages that were delivered to a stage more than once. Every
+// copy of a page counts: when a runner is killed after publishing a batch but before
+// acknowledging it, the first copy in the output is its attempt 1, and the redelivery's
+// attempt 2 comes second.
 func (a account) redelivered() int {
 	n := 0
 	for _, copies := range a.out {
-		for _, l := range copies[0].GetLogs() {
-			if l.GetAttempt() > 1 {
-				n++
-				break
-			}
+		if slices.ContainsFunc(copies, func(m *message.ProcessingRequest) bool {
+			return slices.ContainsFunc(m.GetLogs(), func(l *message.StageLog) bool { return l.GetAttempt() > 1 })
+		}) {
+			n++
 		}
 	}
 	return n
