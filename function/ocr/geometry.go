@@ -17,7 +17,6 @@ func (p point) norm() float64          { return math.Hypot(p.X, p.Y) }
 func (p point) dist(q point) float64   { return p.sub(q).norm() }
 func lerp(p, q point, t float64) point { return point{p.X + (q.X-p.X)*t, p.Y + (q.Y-p.Y)*t} }
 func (p point) rot(c, s float64) point { return point{p.X*c - p.Y*s, p.X*s + p.Y*c} }
-func (p point) round() point           { return point{math.Round(p.X), math.Round(p.Y)} }
 func (p point) in(w, h float64) point  { return point{clamp(p.X, 0, w), clamp(p.Y, 0, h)} }
 func clamp(v, lo, hi float64) float64  { return math.Max(lo, math.Min(hi, v)) }
 func clampi(v, lo, hi int) int         { return max(lo, min(hi, v)) }

@@ -21,7 +21,6 @@ import (
 type box struct{ x0, y0, x1, y1 float64 }
 
 func (b box) h() float64  { return b.y1 - b.y0 }
-func (b box) cx() float64 { return (b.x0 + b.x1) / 2 }
 func (b box) cy() float64 { return (b.y0 + b.y1) / 2 }
 
 // yOverlap is the vertical overlap of a and b relative to the lower of the two heights.
