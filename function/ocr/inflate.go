@@ -195,16 +195,23 @@ func reverseBits(code uint32, n uint) uint32 {
 
 // decode reads one symbol; the buffer must hold at least 15 bits.
 func (h *huffman) decode(b *bitReader) uint32 {
-	e := h.table[b.bits&(1<<h.primary-1)]
-	if e&entryLink != 0 {
-		b.bits >>= h.primary
-		b.n -= h.primary
-		e = h.table[e>>16+uint32(b.bits&(1<<(e&0xff)-1))]
-	}
-	k := uint(e & 0xff)
+	sym, k := lookup(h.table, h.primary, b.bits)
 	b.bits >>= k
 	b.n -= k
-	return e >> 16
+	return sym
+}
+
+// lookup finds the code at the front of bits in table (first-level index
+// bits primary): its symbol and its length, which the caller consumes.
+// It works on values so that the decoding loop keeps its bit buffer in
+// registers.
+func lookup(table []uint32, primary uint, bits uint64) (sym uint32, length uint) {
+	e := table[bits&(1<<primary-1)]
+	if e&entryLink != 0 {
+		e = table[e>>16+uint32(bits>>primary&(1<<(e&0xff)-1))]
+		length = primary
+	}
+	return e >> 16, length + uint(e&0xff)
 }
 
 var (
@@ -380,15 +387,16 @@ func (d *inflater) dynamic() error {
 
 // codes decodes a Huffman-coded block up to its end-of-block symbol. The
 // bit buffer lives in local variables here (through the inflater's pointer
-// every shift would be a store and a load), and the refill and the table
-// lookups are written out; a literal is followed by a second one without
-// a refill when its code is short, which is most of a scanned page.
+// every shift would be a store and a load), the refill is written out and
+// the table lookups go through lookup, which works on values; a literal is
+// followed by a second one without a refill when its code is short, which
+// is most of a scanned page.
 func (d *inflater) codes(lit, dist *huffman) error {
 	in, pos, over := d.br.in, d.br.pos, d.br.over
 	bitbuf, n := d.br.bits, d.br.n
 	out, op := d.out, d.op
 	lt, lmask, lp := lit.table, uint64(1)<<lit.primary-1, lit.primary
-	dt, dmask, dp := dist.table, uint64(1)<<dist.primary-1, dist.primary
+	dt, dp := dist.table, dist.primary
 	err := errInflateCorrupt
 	for {
 		// 56 buffered bits hold a whole length and distance: at most
@@ -415,15 +423,9 @@ func (d *inflater) codes(lit, dist *huffman) error {
 				}
 			}
 		}
-		e := lt[bitbuf&lmask]
-		if e&entryLink != 0 {
-			bitbuf >>= lp
-			n -= lp
-			e = lt[e>>16+uint32(bitbuf&(1<<(e&0xff)-1))]
-		}
-		bitbuf >>= e & 0xff
-		n -= uint(e & 0xff)
-		sym := e >> 16
+		sym, k := lookup(lt, lp, bitbuf)
+		bitbuf >>= k
+		n -= k
 		if sym < 256 {
 			if op >= len(out) {
 				err = errInflateLong
@@ -434,7 +436,7 @@ func (d *inflater) codes(lit, dist *huffman) error {
 			// At least 41 bits are left: room for another literal whose
 			// code sits in the first-level table (a link entry's offset
 			// puts it above 256<<16).
-			if e = lt[bitbuf&lmask]; e < 256<<16 {
+			if e := lt[bitbuf&lmask]; e < 256<<16 {
 				if op >= len(out) {
 					err = errInflateLong
 					break
@@ -458,15 +460,9 @@ func (d *inflater) codes(lit, dist *huffman) error {
 		length := int(lengthBase[sym]) + int(bitbuf&(1<<eb-1))
 		bitbuf >>= eb
 		n -= uint(eb)
-		e = dt[bitbuf&dmask]
-		if e&entryLink != 0 {
-			bitbuf >>= dp
-			n -= dp
-			e = dt[e>>16+uint32(bitbuf&(1<<(e&0xff)-1))]
-		}
-		bitbuf >>= e & 0xff
-		n -= uint(e & 0xff)
-		ds := e >> 16
+		ds, k := lookup(dt, dp, bitbuf)
+		bitbuf >>= k
+		n -= k
 		if ds >= 30 {
 			break
 		}
