@@ -104,6 +104,11 @@ train-recognizer: ## Train the recognizer from scratch or resume it (TRAIN_STEPS
 	$(PYTHON) training/export.py --checkpoint $(TRAIN_DIR)-polish/checkpoint.pt --out training/model
 	$(PYTHON) training/quantize.py --model training/model/pero-latin-rec.onnx --out training/model/pero-latin-rec-int8.onnx
 
+.PHONY: train-lm
+train-lm: ## Build the character language model the recognizer's decoding reads with (training/lm.py) into training/model
+	training/setup.sh
+	$(PYTHON) training/lm.py --out training/model/pero-latin.lm.gz
+
 .PHONY: bench-ocr
 bench-ocr: models build ## OCR accuracy and speed against tesseract on $(CORPUS) (installs tesseract when missing)
 	@missing=$$(for p in $(TESSERACT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

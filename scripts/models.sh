@@ -4,7 +4,8 @@
 #   $DEST/onnxruntime/libonnxruntime.so.1   (ONNX Runtime 1.30.0, CPU, linux-x64)
 #   $DEST/ocr/ch_PP-OCRv4_det_infer.onnx, ch_PP-OCRv4_rec_infer.onnx,
 #             ch_ppocr_mobile_v2.0_cls_infer.onnx, ppocr_keys_v1.txt, MODELS.md  (PP-OCRv4)
-#   $DEST/ocr/pero-latin-rec-int8.onnx (the default), pero-latin-rec.onnx (float), pero-latin.dict, MODEL_CARD.md
+#   $DEST/ocr/pero-latin-rec-int8.onnx (the default), pero-latin-rec.onnx (float), pero-latin.dict,
+#             pero-latin.lm.gz (the character language model the decoding reads with), MODEL_CARD.md
 #             (the default recognizer, trained by this project: copied from training/model)
 #
 # DEST defaults to models/ at the repository root (git-ignored). The files are copied from
@@ -74,7 +75,7 @@ else
 	done
 fi
 
-for f in pero-latin-rec-int8.onnx pero-latin-rec.onnx pero-latin.dict; do
+for f in pero-latin-rec-int8.onnx pero-latin-rec.onnx pero-latin.dict pero-latin.lm.gz; do
 	install -m 0644 "$root/training/model/$f" "$dest/ocr/$f"
 done
 install -m 0644 "$root/training/MODEL_CARD.md" "$dest/ocr/MODEL_CARD.md"

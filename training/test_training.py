@@ -24,6 +24,45 @@ class SmokeTest(unittest.TestCase):
                 self.fail(f"corpus missing at {self.corpus}")
             self.skipTest("corpus missing (set PERO_CORPUS)")
 
+    def test_language_model(self):
+        """Kneser-Ney on a tiny text: every context's probabilities sum to
+        one, and the file has the header and n-grams lm.go reads."""
+        import gzip
+        import math
+        import lm
+        paras = [" abab abba ", " baab ab ", " ſab "]
+        paras = [p.replace("ſ", "s") for p in paras]
+        model, _ = lm.kneser_ney(lm.count(paras, 3), 3, min_count=1)
+        vocab = sorted({c for p in paras for c in p})
+
+        def prob(ctx, c):
+            bo = 0.0
+            for k in range(len(ctx), -1, -1):
+                h = ctx[len(ctx) - k:]
+                if h + c in model:
+                    return math.exp(bo + model[h + c][0])
+                if h in model:
+                    bo += model[h][1]
+            self.fail(f"{c!r} unseen")
+
+        for ctx in ["", "a", "b", " ", "ab", "ba", "bb", " a"]:
+            self.assertAlmostEqual(sum(prob(ctx, c) for c in vocab), 1.0, places=6, msg=ctx)
+        self.assertGreater(prob("a", "b"), prob("a", "a"))
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "t.lm.gz")
+            lm.write(path, model, 3)
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                lines = f.read().splitlines()
+            self.assertEqual(lines[:2], ["pero-charlm 1", "order 3"])
+            self.assertEqual(len(lines) - 2, len(model))
+            lp, bo, g = lines[2].split("\t")
+            self.assertEqual(len(g), 1)
+            with open(path, "rb") as f:
+                first = f.read()
+            lm.write(path, model, 3)
+            with open(path, "rb") as f:
+                self.assertEqual(f.read(), first)
+
     def test_charset(self):
         self.assertEqual(charset.NUM_CLASSES, len(charset.dictionary_text().splitlines()) + 2)
         self.assertEqual(charset.normalize("Wu\u0364rdig  ge\u2e17 Pﬂicht"), "Würdig ge- Pflicht")

@@ -10,6 +10,12 @@ import random
 import charset
 
 
+def default_corpus():
+    """$PERO_CORPUS, else the public corpus beside the checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.environ.get("PERO_CORPUS", os.path.join(here, "..", "..", "shared", "corpus", "public"))
+
+
 def _paragraphs(kind, path):
     with open(path, encoding="utf-8", errors="replace") as f:
         data = f.read()

@@ -48,9 +48,7 @@ HELDOUT_PAGES = {
 }
 
 
-def default_corpus():
-    here = os.path.dirname(os.path.abspath(__file__))
-    return os.environ.get("PERO_CORPUS", os.path.join(here, "..", "..", "shared", "corpus", "public"))
+default_corpus = textmod.default_corpus
 
 
 def batch_tensors(samples):

@@ -250,3 +250,54 @@ func BenchmarkReadLine(b *testing.B) {
 	b.ReportMetric(per(total.RecognizeModel), "rec-model-ms")
 	b.ReportMetric(per(total.Recognize-total.RecognizeModel), "rec-other-ms")
 }
+
+// BenchmarkCTCLine decodes the recognizer's output for 50 corpus lines,
+// greedily and by the beam search with the language model (needs the
+// models and the corpus).
+func BenchmarkCTCLine(b *testing.B) {
+	a := needCorpus(b)
+	cfg, err := testConfig(a, "[runtime]\nworkers = 1\n")
+	if err != nil {
+		b.Fatal(err)
+	}
+	e, err := NewEngine(cfg, Needs{Recognize: true}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	type output struct {
+		probs []float32
+		T, C  int
+	}
+	var outs []output
+	for i := 1; i <= 50; i++ {
+		img := loadLine(b, filepath.Join(a.corpus, "lines", fmt.Sprintf("pub_l%04d.png", i)))
+		q, _ := inkBox(img, 0.25)
+		g := newLineGeometry(q)
+		h := e.cfg.Recognize.Height
+		w := (g.scaledWidth(h) + 7) &^ 7
+		in := make([]float32, 3*h*w)
+		g.sample(img, g.scaledWidth(h), h, w, h*w, in)
+		probs, shape, err := e.rec.run(in, []int64{1, 3, int64(h), int64(w)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		outs = append(outs, output{probs, int(shape[1]), int(shape[2])})
+	}
+	b.Run("greedy", func(b *testing.B) {
+		for b.Loop() {
+			for _, o := range outs {
+				ctcGreedy(o.probs, o.T, o.C)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(outs)), "µs/line")
+	})
+	b.Run("beam", func(b *testing.B) {
+		for b.Loop() {
+			for _, o := range outs {
+				e.decodeCTC(o.probs, o.T, o.C)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(outs)), "µs/line")
+	})
+}

@@ -19,6 +19,10 @@ import (
 const (
 	DefaultRecognizeModel = "pero-latin-rec-int8.onnx"
 	DefaultDictionary     = "pero-latin.dict"
+	// DefaultLanguageModel is the character language model the beam search
+	// reads pero-latin's output with (training/lm.py); it is the default
+	// only with pero-latin's dictionary.
+	DefaultLanguageModel = "pero-latin.lm.gz"
 )
 
 // Library location: the runtime is looked up by this name on the system
@@ -61,6 +65,10 @@ const (
 //	min_width = 0
 //	batch_size = 1
 //	min_score = 0.5
+//	language_model = pero-latin.lm.gz ; character n-gram model for the beam search (default with pero-latin.dict; none: greedy decoding)
+//	lm_weight = 0.25      ; how much the language model counts against the recognizer
+//	lm_bonus = 1.0        ; log-probability bonus per character, offsetting the language model's cost
+//	beam_width = 8        ; prefixes kept per time step
 //
 //	[output]
 //	formats = page        ; any of page, alto, txt
@@ -118,6 +126,16 @@ type RecognizeConfig struct {
 	MaxPadding float64
 	// MinScore drops lines whose mean character probability is below it (default 0.5).
 	MinScore float64
+	// LanguageModel is a character n-gram model (training/lm.py) that a
+	// prefix beam search weighs the readings with (default pero-latin.lm.gz
+	// with pero-latin.dict, else none; "none": greedy decoding).
+	LanguageModel string
+	// LMWeight is the language model's weight (default 0.25).
+	LMWeight float64
+	// LMBonus is added per character to offset the language model's cost (default 1.0).
+	LMBonus float64
+	// BeamWidth is the number of prefixes the search keeps (default 8).
+	BeamWidth int
 }
 
 // ParseConfig reads a config.ini text, fills the defaults and resolves model
@@ -186,6 +204,17 @@ func ParseConfig(text, dir string, getenv func(string) string) (Config, error) {
 		BatchSize:    geti("recognize", "batch_size", 1),
 		MaxPadding:   getf("recognize", "max_padding", 0.15),
 		MinScore:     getf("recognize", "min_score", 0.5),
+		LMWeight:     getf("recognize", "lm_weight", 0.25),
+		LMBonus:      getf("recognize", "lm_bonus", 1.0),
+		BeamWidth:    geti("recognize", "beam_width", 8),
+	}
+	lmDefault := ""
+	if c.Recognize.Dictionary == DefaultDictionary {
+		lmDefault = DefaultLanguageModel
+	}
+	c.Recognize.LanguageModel = ini.String("recognize", "language_model", lmDefault)
+	if strings.EqualFold(c.Recognize.LanguageModel, "none") {
+		c.Recognize.LanguageModel = ""
 	}
 	for _, f := range strings.Split(ini.String("output", "formats", "page"), ",") {
 		if f = strings.ToLower(strings.TrimSpace(f)); f != "" {
@@ -202,6 +231,7 @@ func ParseConfig(text, dir string, getenv func(string) string) (Config, error) {
 	c.Classify.Model = resolve(dir, c.Classify.Model)
 	c.Recognize.Model = resolve(dir, c.Recognize.Model)
 	c.Recognize.Dictionary = resolve(dir, c.Recognize.Dictionary)
+	c.Recognize.LanguageModel = resolve(dir, c.Recognize.LanguageModel)
 	return c, nil
 }
 
@@ -276,6 +306,12 @@ func (c *Config) validate() error {
 	}
 	if r.MaxPadding < 0 {
 		bad("[recognize] max_padding", "must not be negative")
+	}
+	if r.LMWeight < 0 {
+		bad("[recognize] lm_weight", "must not be negative")
+	}
+	if r.BeamWidth < 1 || r.BeamWidth > 256 {
+		bad("[recognize] beam_width", "must be 1-256")
 	}
 	if r.Dictionary == "" {
 		bad("[recognize] dictionary", "must be set")

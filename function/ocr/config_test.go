@@ -25,6 +25,9 @@ func TestParseConfigDefaults(t *testing.T) {
 	if c.Recognize.Model != "/models/x/pero-latin-rec-int8.onnx" || c.Recognize.Dictionary != "/models/x/pero-latin.dict" || c.Recognize.Height != 0 || !c.Recognize.UseSpaceChar {
 		t.Errorf("recognize defaults: %+v", c.Recognize)
 	}
+	if rc := c.Recognize; rc.LanguageModel != "/models/x/pero-latin.lm.gz" || rc.LMWeight != 0.25 || rc.LMBonus != 1 || rc.BeamWidth != 8 {
+		t.Errorf("language model defaults: %+v", rc)
+	}
 	if c.Classify.Enabled || strings.Join(c.Formats, ",") != "page" {
 		t.Errorf("classify/output defaults: %+v %v", c.Classify, c.Formats)
 	}
@@ -66,6 +69,27 @@ formats = page, ALTO ,txt
 	}
 }
 
+// The language model belongs to pero-latin's dictionary: another
+// recognizer's dictionary reads greedily unless one is named.
+func TestParseConfigLanguageModel(t *testing.T) {
+	for ini, want := range map[string]string{
+		"[recognize]\nlanguage_model = none":                                            "",
+		"[recognize]\nlanguage_model = NONE":                                            "",
+		"[recognize]\ndictionary = ppocr_keys_v1.txt":                                   "",
+		"[recognize]\ndictionary = ppocr_keys_v1.txt\nlanguage_model = my.lm.gz":        "/m/my.lm.gz",
+		"[recognize]\nmodel = pero-latin-rec.onnx":                                      "/m/pero-latin.lm.gz",
+		"[recognize]\nlanguage_model = /abs/other.lm.gz\nlm_weight = 0\nbeam_width = 1": "/abs/other.lm.gz",
+	} {
+		c, err := ParseConfig(ini, "/m", nil)
+		if err != nil {
+			t.Fatalf("%q: %v", ini, err)
+		}
+		if c.Recognize.LanguageModel != want {
+			t.Errorf("%q: language model %q, want %q", ini, c.Recognize.LanguageModel, want)
+		}
+	}
+}
+
 func TestParseConfigErrors(t *testing.T) {
 	for ini, field := range map[string]string{
 		"[runtime]\nthreads = many":           "threads",
@@ -76,6 +100,9 @@ func TestParseConfigErrors(t *testing.T) {
 		"[detect]\nlimit_type = avg":          "limit_type",
 		"[detect]\nlimit_side_len = 8":        "limit_side_len",
 		"[recognize]\nbatch_size = 0":         "batch_size",
+		"[recognize]\nlm_weight = -1":         "lm_weight",
+		"[recognize]\nbeam_width = 0":         "beam_width",
+		"[recognize]\nlm_bonus = high":        "lm_bonus",
 		"[recognize]\nuse_space_char = maybe": "use_space_char",
 		"[output]\nformats = pdf":             "formats",
 		"[detect":                             "section",

@@ -26,6 +26,7 @@ type Engine struct {
 	cls    *ortSession
 	rec    *ortSession
 	dict   []string
+	beam   *ctcBeam // nil: greedy decoding
 	slots  chan struct{}
 
 	closeOnce sync.Once
@@ -51,6 +52,9 @@ func NewEngine(cfg Config, needs Needs, logger *slog.Logger) (*Engine, error) {
 	}
 	if needs.Recognize {
 		files = append(files, cfg.Recognize.Model, cfg.Recognize.Dictionary)
+		if cfg.Recognize.LanguageModel != "" {
+			files = append(files, cfg.Recognize.LanguageModel)
+		}
 		if cfg.Classify.Enabled {
 			files = append(files, cfg.Classify.Model)
 		}
@@ -83,8 +87,12 @@ func NewEngine(cfg Config, needs Needs, logger *slog.Logger) (*Engine, error) {
 			loads = append(loads, load{&e.cls, cfg.Classify.Model})
 		}
 	}
-	errs := make([]error, len(loads))
+	errs := make([]error, len(loads)+1)
 	var wg sync.WaitGroup
+	var lm *charLM
+	if needs.Recognize && cfg.Recognize.LanguageModel != "" {
+		wg.Go(func() { lm, errs[len(loads)] = loadCharLM(cfg.Recognize.LanguageModel, cfg.Recognize.LMWeight) })
+	}
 	for i, l := range loads {
 		wg.Go(func() {
 			s, err := newSession(l.path, so)
@@ -100,6 +108,10 @@ func NewEngine(cfg Config, needs Needs, logger *slog.Logger) (*Engine, error) {
 		e.dict, err = loadDictionary(cfg.Recognize.Dictionary, cfg.Recognize.UseSpaceChar)
 		if err == nil {
 			e.cfg.Recognize.Height, err = e.checkRecognizer(cfg.Recognize)
+		}
+		if err == nil && lm != nil {
+			rc := cfg.Recognize
+			e.beam = newCTCBeam(lm, e.dict, rc.LMBonus, rc.BeamWidth)
 		}
 	}
 	if err != nil {
@@ -439,11 +451,26 @@ func (e *Engine) recognizeBatch(ctx context.Context, img *raster, batch []*recLi
 		return d, fmt.Errorf("recognize: model has %d classes but the dictionary gives %d (+1 blank): wrong dictionary for this model?", C, len(e.dict))
 	}
 	for i, l := range batch {
-		l.chars = ctcGreedy(out[i*T*C:(i+1)*T*C], T, C)
+		l.chars = e.decodeCTC(out[i*T*C:(i+1)*T*C], T, C)
 		l.text, l.score = ctcText(l.chars, e.dict)
 		l.steps, l.width = T, w
 	}
 	return d, nil
+}
+
+// decodeCTC reads one line's output: greedily, or by the beam search with
+// the language model when one is configured. A beam reading that spells the
+// greedy one keeps the greedy time steps.
+func (e *Engine) decodeCTC(probs []float32, T, C int) []ctcChar {
+	greedy := ctcGreedy(probs, T, C)
+	if e.beam == nil {
+		return greedy
+	}
+	labels := e.beam.decode(probs, T, C)
+	if slices.EqualFunc(labels, greedy, func(c int, g ctcChar) bool { return c == g.idx }) {
+		return greedy
+	}
+	return ctcAlign(probs, T, C, labels)
 }
 
 // words splits a recognised line into words placed on the page: each

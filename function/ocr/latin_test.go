@@ -47,7 +47,7 @@ func latinEngine(t *testing.T, a testAssets, ini string) (*Engine, error) {
 	return NewEngine(cfg, Needs{Recognize: true}, nil)
 }
 
-func loadLine(t *testing.T, path string) *raster {
+func loadLine(t testing.TB, path string) *raster {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {

@@ -50,6 +50,17 @@ func TestMissingFiles(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), DefaultDictionary) {
 		t.Errorf("missing dictionary: %v", err)
 	}
+	// Dictionary present, language model missing.
+	if err := os.Symlink(filepath.Join(a.modelDir, DefaultDictionary), filepath.Join(empty, DefaultDictionary)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewOCR(context.Background(), function.Options{Dir: empty})
+	if err == nil || !strings.Contains(err.Error(), DefaultLanguageModel) || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing language model: %v", err)
+	}
+	if _, err = NewOCR(context.Background(), function.Options{Dir: empty, Config: "[recognize]\nlanguage_model = none\n"}); err != nil {
+		t.Errorf("language_model = none needs no file: %v", err)
+	}
 	_, err = NewOCR(context.Background(), function.Options{Dir: a.modelDir, Config: "[runtime]\nlibrary = /nonexistent/libonnxruntime.so.1"})
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/libonnxruntime.so.1") || !strings.Contains(err.Error(), "make models") {
 		t.Errorf("missing library: %v", err)
@@ -273,5 +284,61 @@ func TestCUDAFallsBackToCPU(t *testing.T) {
 	defer fn.Close()
 	if !strings.Contains(logs.String(), "running on CPU") {
 		t.Skipf("the runtime has CUDA here; log: %s", logs.String())
+	}
+}
+
+// TestLanguageModel reads the corpus lines with the default decoding (the
+// beam search with pero-latin's language model) and greedily. Three lines
+// hold errors of the kind it is there for: l read as I where the two are
+// one glyph ("Iost"), a gap after a hyphen in a monospaced font ("elle-
+// même") and a stray apostrophe ("constr'uction"); with it they read
+// exactly, and over all lines it makes fewer errors, not more.
+func TestLanguageModel(t *testing.T) {
+	a := needCorpus(t)
+	read := func(ini string) map[string]string {
+		e, err := NewEngine(mustConfig(t, ini, a.modelDir, a), Needs{Recognize: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		if (e.beam != nil) != (ini == "") {
+			t.Fatalf("config %q: beam search %v", ini, e.beam != nil)
+		}
+		out := map[string]string{}
+		samples, err := eval.Load(a.corpus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range samples {
+			if s.Group != "lines" {
+				continue
+			}
+			lay, _, err := e.ReadLine(context.Background(), s.ID, corpusPage(t, a, strings.TrimPrefix(s.Image, a.corpus+"/")))
+			if err != nil {
+				t.Fatalf("%s: %v", s.ID, err)
+			}
+			out[s.ID] = lay.Text()
+		}
+		return out
+	}
+	beam, greedy := read(""), read("[recognize]\nlanguage_model = none\n")
+	samples, _ := eval.Load(a.corpus)
+	var withLM, without eval.Counts
+	for _, s := range samples {
+		if s.Group != "lines" {
+			continue
+		}
+		withLM.Add(eval.Compare(s.Ref, beam[s.ID]))
+		without.Add(eval.Compare(s.Ref, greedy[s.ID]))
+		switch s.ID {
+		case "pub_l0010", "pub_l0032", "pub_l0125":
+			if strings.TrimSpace(beam[s.ID]) != strings.TrimSpace(s.Ref) {
+				t.Errorf("%s: read %q, want %q (greedy: %q)", s.ID, beam[s.ID], s.Ref, greedy[s.ID])
+			}
+		}
+	}
+	t.Logf("lines: %d errors with the language model, %d without", withLM.CharErrs, without.CharErrs)
+	if withLM.CharErrs > without.CharErrs {
+		t.Errorf("the language model adds errors: %d against %d without", withLM.CharErrs, without.CharErrs)
 	}
 }
