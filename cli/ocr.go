@@ -36,9 +36,11 @@ Directories are searched recursively for .png, .jpg, .jpeg, .tif, .tiff, .bmp, .
 Models: --models DIR holds the model files; paths in --config are relative to it (default:
 $PERO_MODELS_DIR/ocr, else ./models/ocr, else models/ocr of the checkout holding this
 binary, as put there by ` + "`make models`" + `). Lines are read by pero-latin, the project's own
-Latin-script recognizer, in its 8-bit version (pero-latin-rec-int8.onnx); a config with
-[recognize] model = pero-latin-rec.onnx selects its float original, and model =
-ch_PP-OCRv4_rec_infer.onnx with dictionary = ppocr_keys_v1.txt PP-OCRv4's. The detector runs on
+Latin-script recognizer, in its 8-bit version (pero-latin-rec-int8.onnx), its output decoded
+by a beam search with its character language model (pero-latin.lm.gz; [recognize]
+language_model = none decodes greedily); a config with [recognize] model =
+pero-latin-rec.onnx selects its float original, and model = ch_PP-OCRv4_rec_infer.onnx with
+dictionary = ppocr_keys_v1.txt PP-OCRv4's. The detector runs on
 the inked part of each page ([detect] crop_margins). The ONNX Runtime library comes from
 --ort-lib, $PERO_ORT_LIB, the config's [runtime] library, models/onnxruntime/ or the system
 library path, in that order. --config takes a stage config.ini (see function/ocr).
