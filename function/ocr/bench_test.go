@@ -301,3 +301,14 @@ func BenchmarkCTCLine(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(outs)), "µs/line")
 	})
 }
+
+// BenchmarkLoadCharLM loads pero-latin's language model, as every runner
+// start does (needs the models).
+func BenchmarkLoadCharLM(b *testing.B) {
+	a := needAssets(b)
+	for b.Loop() {
+		if _, err := loadCharLM(filepath.Join(a.modelDir, DefaultLanguageModel), 0.25); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

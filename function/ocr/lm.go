@@ -1,11 +1,14 @@
 package ocr
 
 import (
-	"bufio"
-	"compress/gzip"
+	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math"
+	"math/bits"
 	"os"
 	"strconv"
 	"strings"
@@ -49,18 +52,54 @@ func (lm *charLM) get(key uint64) (lmSlot, bool) {
 	}
 }
 
+// grow makes room for n n-grams at most half full.
+func (lm *charLM) grow(n int) {
+	size := 1 << 10
+	for size < 2*n {
+		size *= 2
+	}
+	if size <= len(lm.slots) {
+		return
+	}
+	old := lm.slots
+	lm.slots = make([]lmSlot, size)
+	lm.mask = uint64(size - 1)
+	lm.size = 0
+	for _, o := range old {
+		if o.key != 0 {
+			lm.put(o)
+		}
+	}
+}
+
+// build fills the table with entries (a later one replaces an earlier one
+// with the same key). They go in by the order of their home slots, so that
+// the writes sweep the table instead of missing the cache at each one.
+func (lm *charLM) build(entries []lmSlot) {
+	lm.grow(len(entries))
+	shift := max(bits.Len64(lm.mask)-16, 0)
+	start := make([]int32, 1<<16+1)
+	for _, e := range entries {
+		start[(e.key&lm.mask)>>shift+1]++
+	}
+	for i := 1; i < len(start); i++ {
+		start[i] += start[i-1]
+	}
+	sorted := make([]lmSlot, len(entries))
+	for _, e := range entries {
+		b := (e.key & lm.mask) >> shift
+		sorted[start[b]] = e
+		start[b]++
+	}
+	for _, e := range sorted {
+		lm.put(e)
+	}
+}
+
 // put adds or replaces an n-gram, growing the table past half full.
 func (lm *charLM) put(s lmSlot) {
 	if 2*(lm.size+1) > len(lm.slots) {
-		old := lm.slots
-		lm.slots = make([]lmSlot, max(2*len(old), 1<<16))
-		lm.mask = uint64(len(lm.slots) - 1)
-		lm.size = 0
-		for _, o := range old {
-			if o.key != 0 {
-				lm.put(o)
-			}
-		}
+		lm.grow(2 * (lm.size + 1))
 	}
 	for i := s.key & lm.mask; ; i = (i + 1) & lm.mask {
 		switch lm.slots[i].key {
@@ -112,42 +151,114 @@ func ngramKey(g []rune) uint64 {
 // loadCharLM reads a gzip-compressed model file. Its probabilities are
 // raised to weight, the weight the decoder gives the model.
 func loadCharLM(path string, weight float64) (*charLM, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("language model %s: %w", path, errNotExist(err))
 	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
+	text, err := gunzip(data, maxLMBytes)
 	if err != nil {
-		return nil, fmt.Errorf("language model %s: not gzip-compressed: %w", path, err)
+		return nil, fmt.Errorf("language model %s: %w", path, err)
 	}
-	lm, err := readCharLM(zr, weight)
+	lm, err := parseCharLM(text, weight)
 	if err != nil {
 		return nil, fmt.Errorf("language model %s: %w", path, err)
 	}
 	return lm, nil
 }
 
+// maxLMBytes bounds a model's uncompressed size (the shipped one is 7 MB).
+const maxLMBytes = 1 << 30
+
+// gunzip decompresses a single-member gzip file (RFC 1952) in one pass
+// into a buffer of the size its trailer gives, with the package's own
+// inflate, and checks its CRC: a model loads at every start of a runner.
+func gunzip(data []byte, limit int) ([]byte, error) {
+	const (
+		fhcrc    = 1 << 1
+		fextra   = 1 << 2
+		fname    = 1 << 3
+		fcomment = 1 << 4
+	)
+	if len(data) < 18 || data[0] != 0x1f || data[1] != 0x8b || data[2] != 8 {
+		return nil, errors.New("not gzip-compressed")
+	}
+	flags, body := data[3], data[10:len(data)-8]
+	skipZero := func() bool {
+		i := bytes.IndexByte(body, 0)
+		if i < 0 {
+			return false
+		}
+		body = body[i+1:]
+		return true
+	}
+	if flags&fextra != 0 {
+		if len(body) < 2 || len(body) < 2+int(binary.LittleEndian.Uint16(body)) {
+			return nil, errors.New("gzip: truncated header")
+		}
+		body = body[2+int(binary.LittleEndian.Uint16(body)):]
+	}
+	if flags&fname != 0 && !skipZero() || flags&fcomment != 0 && !skipZero() {
+		return nil, errors.New("gzip: truncated header")
+	}
+	if flags&fhcrc != 0 {
+		if len(body) < 2 {
+			return nil, errors.New("gzip: truncated header")
+		}
+		body = body[2:]
+	}
+	trailer := data[len(data)-8:]
+	size := int(binary.LittleEndian.Uint32(trailer[4:]))
+	if size > limit {
+		return nil, fmt.Errorf("gzip: %d bytes uncompressed, more than %d", size, limit)
+	}
+	out := make([]byte, size)
+	if err := inflate(body, out); err != nil {
+		return nil, fmt.Errorf("gzip: %w", err)
+	}
+	if crc32.ChecksumIEEE(out) != binary.LittleEndian.Uint32(trailer) {
+		return nil, errors.New("gzip: checksum mismatch")
+	}
+	return out, nil
+}
+
+// readCharLM reads an uncompressed model.
 func readCharLM(r io.Reader, weight float64) (*charLM, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	return parseCharLM(data, weight)
+}
+
+// parseCharLM reads the model's text without a string per line: it has
+// hundreds of thousands of lines.
+func parseCharLM(data []byte, weight float64) (*charLM, error) {
 	line := 0
-	next := func() (string, bool) {
-		if !sc.Scan() {
-			return "", false
+	next := func() ([]byte, bool) {
+		if len(data) == 0 {
+			return nil, false
 		}
 		line++
-		return sc.Text(), true
+		l := data
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			l, data = data[:i], data[i+1:]
+		} else {
+			data = nil
+		}
+		return l, true
 	}
-	if h, _ := next(); h != lmHeader {
+	if h, _ := next(); string(h) != lmHeader {
 		return nil, fmt.Errorf("line 1: %q is not %q", h, lmHeader)
 	}
 	h, _ := next()
-	order, err := strconv.Atoi(strings.TrimPrefix(h, "order "))
-	if !strings.HasPrefix(h, "order ") || err != nil || order < 1 || order > 16 {
+	order, err := strconv.Atoi(strings.TrimPrefix(string(h), "order "))
+	if !bytes.HasPrefix(h, []byte("order ")) || err != nil || order < 1 || order > 16 {
 		return nil, fmt.Errorf("line 2: %q is not \"order N\" (1-16)", h)
 	}
 	lm := &charLM{order: order}
+	entries := make([]lmSlot, 0, bytes.Count(data, []byte{'\n'})+1)
+	// e^(weight * x) for the log probabilities the file holds, to three decimals.
+	pow := newLogPow(weight)
 	g := make([]rune, 0, order)
 	minLogp := 0.0
 	for {
@@ -155,34 +266,92 @@ func readCharLM(r io.Reader, weight float64) (*charLM, error) {
 		if !ok {
 			break
 		}
-		lp, rest, ok1 := strings.Cut(text, "\t")
-		bo, gram, ok2 := strings.Cut(rest, "\t")
-		p, err1 := strconv.ParseFloat(lp, 32)
-		b, err2 := strconv.ParseFloat(bo, 32)
-		if !ok1 || !ok2 || err1 != nil || err2 != nil || gram == "" || !utf8.ValidString(gram) || p > 0 {
-			return nil, fmt.Errorf("line %d: want \"logp<TAB>backoff<TAB>ngram\", got %q", line, text)
+		if len(text) == 0 && len(data) == 0 {
+			break // the final newline
+		}
+		bad := func() error {
+			return fmt.Errorf("line %d: want \"logp<TAB>backoff<TAB>ngram\", got %q", line, text)
+		}
+		lp, rest, ok1 := bytes.Cut(text, []byte{'\t'})
+		bo, gram, ok2 := bytes.Cut(rest, []byte{'\t'})
+		if !ok1 || !ok2 || len(gram) == 0 || !utf8.Valid(gram) {
+			return nil, bad()
+		}
+		p, ok1 := pow.parse(lp)
+		b, ok2 := pow.parse(bo)
+		if !ok1 || !ok2 || p.log > 0 {
+			return nil, bad()
 		}
 		g = g[:0]
-		for _, r := range gram {
+		for len(gram) > 0 {
+			r, n := utf8.DecodeRune(gram)
 			g = append(g, r)
+			gram = gram[n:]
 		}
 		if len(g) > order {
 			return nil, fmt.Errorf("line %d: %d-gram in an order %d model", line, len(g), order)
 		}
-		lm.put(lmSlot{ngramKey(g), float32(math.Exp(weight * p)), float32(math.Exp(weight * b))})
+		entries = append(entries, lmSlot{ngramKey(g), p.pow, b.pow})
 		if len(g) == 1 {
-			minLogp = min(minLogp, p)
+			minLogp = min(minLogp, p.log)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return nil, err
-	}
-	if lm.size == 0 {
+	if len(entries) == 0 {
 		return nil, fmt.Errorf("no n-grams")
 	}
+	lm.build(entries)
 	// An unseen character: ten times rarer than the rarest seen.
 	lm.unk = float32(math.Exp(weight * (minLogp - math.Ln10)))
 	return lm, nil
+}
+
+// logPow parses log probabilities and raises them to a weight, through a
+// table for the three-decimal values the file holds.
+type logPow struct {
+	weight float64
+	table  []float32 // e^(weight * -i/1000)
+}
+
+type powValue struct {
+	log float64
+	pow float32
+}
+
+func newLogPow(weight float64) *logPow {
+	t := make([]float32, 40000)
+	for i := range t {
+		t[i] = float32(math.Exp(weight * -float64(i) / 1000))
+	}
+	return &logPow{weight: weight, table: t}
+}
+
+// parse reads a decimal such as -2.345 or 0.000 through the table; other
+// forms go through strconv.
+func (lp *logPow) parse(b []byte) (powValue, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	digits := b
+	if neg {
+		digits = b[1:]
+	}
+	if n := len(digits); n >= 5 && digits[n-4] == '.' {
+		milli, ok := 0, true
+		for i, c := range digits {
+			switch {
+			case c >= '0' && c <= '9':
+				milli = 10*milli + int(c-'0')
+			case i != n-4:
+				ok = false
+			}
+		}
+		if ok && (neg || milli == 0) && milli < len(lp.table) {
+			return powValue{-float64(milli) / 1000, lp.table[milli]}, true
+		}
+	}
+	v, err := strconv.ParseFloat(string(b), 64)
+	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+		return powValue{}, false
+	}
+	return powValue{v, float32(math.Exp(lp.weight * v))}, true
 }
 
 // prob returns P(r | ctx) raised to the model's weight, where ctx holds the

@@ -198,3 +198,52 @@ func TestCTCAlign(t *testing.T) {
 		t.Error("nothing to align: want nil")
 	}
 }
+
+func TestGunzip(t *testing.T) {
+	text := bytes.Repeat([]byte("pero-charlm 1\norder 2\n-1.000\t0.000\tab\n"), 500)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Name, zw.Comment, zw.Extra = "model.lm", "a comment", []byte{1, 2, 3}
+	zw.Write(text)
+	zw.Close()
+	got, err := gunzip(gz.Bytes(), 1<<20)
+	if err != nil || !bytes.Equal(got, text) {
+		t.Fatalf("gunzip: %v, %d bytes of %d", err, len(got), len(text))
+	}
+	if _, err := gunzip(gz.Bytes(), 100); err == nil || !strings.Contains(err.Error(), "more than 100") {
+		t.Errorf("over the limit: %v", err)
+	}
+	bad := bytes.Clone(gz.Bytes())
+	bad[len(bad)-6] ^= 1 // the CRC
+	if _, err := gunzip(bad, 1<<20); err == nil || !strings.Contains(err.Error(), "checksum") {
+		t.Errorf("bad CRC: %v", err)
+	}
+	for _, n := range []int{0, 5, 17, 30, len(gz.Bytes()) / 2} {
+		if _, err := gunzip(gz.Bytes()[:n], 1<<20); err == nil {
+			t.Errorf("truncated to %d bytes: no error", n)
+		}
+	}
+	if _, err := gunzip(text, 1<<20); err == nil || !strings.Contains(err.Error(), "not gzip") {
+		t.Errorf("plain text: %v", err)
+	}
+}
+
+// The three-decimal values the file holds go through a table; any other
+// number through strconv: both give the same probabilities.
+func TestLogPowParse(t *testing.T) {
+	lp := newLogPow(0.5)
+	for _, c := range []struct {
+		in   string
+		want float64
+		ok   bool
+	}{
+		{"-2.345", -2.345, true}, {"0.000", 0, true}, {"-0.000", 0, true}, {"-12.5", -12.5, true},
+		{"-1e-3", -0.001, true}, {"0.250", 0.25, true}, {"-45.000", -45, true},
+		{"x", 0, false}, {"-2.3.5", 0, false}, {"", 0, false}, {"NaN", 0, false}, {"-1.2a4", 0, false},
+	} {
+		v, ok := lp.parse([]byte(c.in))
+		if ok != c.ok || ok && (math.Abs(v.log-c.want) > 1e-9 || math.Abs(float64(v.pow)-math.Exp(0.5*c.want)) > 1e-6) {
+			t.Errorf("%q: %+v %v, want %v %v", c.in, v, ok, c.want, c.ok)
+		}
+	}
+}

@@ -4,12 +4,16 @@
 // all cores, and peak memory, for every tool in the same run. `make
 // bench-ocr` runs it; see README.md for the table.
 //
-// Tools (-tools, default pero-latin, pp-ocrv4 and tesseract in this order;
+// Tools (-tools, default pero-latin, pero-latin-greedy, pp-ocrv4 and
+// tesseract in this order;
 // the table's columns follow it):
 //
 //   - pero-latin: `pero ocr` with the built-in config, i.e. the project's own
 //     Latin-script recognizer (pero-latin-rec-int8.onnx, pero-latin.dict), or
 //     with the model given by -latin-model (a retrained one);
+//   - pero-latin-greedy: the same recognizer decoded greedily, without the
+//     language model's beam search ([recognize] language_model = none), to
+//     show what the language model does;
 //   - pero-latin-float, only when named: the same with the float model the
 //     integer one was quantised from (pero-latin-rec.onnx);
 //   - pp-ocrv4: `pero ocr --config` with a config.ini, written to the work
@@ -66,16 +70,22 @@ import (
 
 // The tools, in the default column order.
 const (
-	toolLatin      = "pero-latin"
-	toolLatinFloat = "pero-latin-float" // not run unless named in -tools
-	toolPPOCR      = "pp-ocrv4"
-	toolTesseract  = "tesseract"
+	toolLatin       = "pero-latin"
+	toolLatinGreedy = "pero-latin-greedy"
+	toolLatinFloat  = "pero-latin-float" // not run unless named in -tools
+	toolPPOCR       = "pp-ocrv4"
+	toolTesseract   = "tesseract"
 )
 
 // latinFloatConfig selects the float export of pero-latin, which the
 // default integer model was quantised from.
 const latinFloatConfig = `[recognize]
 model = pero-latin-rec.onnx
+`
+
+// latinGreedyConfig decodes pero-latin greedily, without its language model.
+const latinGreedyConfig = `[recognize]
+language_model = none
 `
 
 // ppocrConfig selects PP-OCRv4's recognizer; paths are relative to --models.
@@ -103,7 +113,7 @@ func main() {
 	flag.StringVar(&o.pero, "pero", "bin/pero", "pero binary built with cgo (make build)")
 	flag.StringVar(&o.models, "models", "models", "models directory (make models); pero reads its ocr/ subdirectory")
 	flag.StringVar(&groups, "groups", "pages,lines,real-pages,real-lines", "corpus groups to run")
-	flag.StringVar(&tools, "tools", strings.Join([]string{toolLatin, toolPPOCR, toolTesseract}, ","), "tools to run, in column order: "+toolLatin+", "+toolLatinFloat+" (the float model), "+toolPPOCR+", "+toolTesseract)
+	flag.StringVar(&tools, "tools", strings.Join([]string{toolLatin, toolLatinGreedy, toolPPOCR, toolTesseract}, ","), "tools to run, in column order: "+toolLatin+", "+toolLatinGreedy+" (decoded without the language model), "+toolLatinFloat+" (the float model), "+toolPPOCR+", "+toolTesseract)
 	flag.StringVar(&exclude, "exclude", defaultExclude, "real page ids never scored (pero-latin was trained on their lines): dropped from real-pages and real-lines")
 	flag.StringVar(&o.latinModel, "latin-model", "", "pero-latin reads with this recognizer model (a retrained one, say) instead of the shipped pero-latin-rec-int8.onnx; its dictionary stays pero-latin.dict")
 	flag.IntVar(&o.limit, "limit", 0, "keep only the first N samples of each group (0: all)")
@@ -214,7 +224,7 @@ func run(o options) error {
 	seen := map[string]bool{}
 	for _, t := range o.tools {
 		switch t {
-		case toolLatin, toolLatinFloat, toolPPOCR:
+		case toolLatin, toolLatinGreedy, toolLatinFloat, toolPPOCR:
 		case toolTesseract:
 			if o.tesseract == "" {
 				fmt.Fprintln(os.Stderr, "benchocr: -tesseract '': tesseract skipped")
@@ -224,7 +234,7 @@ func run(o options) error {
 				return fmt.Errorf("tesseract not found (%v); install tesseract-ocr, pass -tesseract '' or leave it out of -tools", err)
 			}
 		default:
-			return fmt.Errorf("unknown tool %q in -tools (known: %s, %s, %s, %s)", t, toolLatin, toolLatinFloat, toolPPOCR, toolTesseract)
+			return fmt.Errorf("unknown tool %q in -tools (known: %s, %s, %s, %s, %s)", t, toolLatin, toolLatinGreedy, toolLatinFloat, toolPPOCR, toolTesseract)
 		}
 		if !seen[t] {
 			seen[t] = true
@@ -251,7 +261,7 @@ func run(o options) error {
 		return err
 	}
 	configs := map[string]string{} // pero tool -> --config file ("" = built-in)
-	inis := map[string]string{toolPPOCR: ppocrConfig, toolLatinFloat: latinFloatConfig}
+	inis := map[string]string{toolPPOCR: ppocrConfig, toolLatinFloat: latinFloatConfig, toolLatinGreedy: latinGreedyConfig}
 	if o.latinModel != "" {
 		abs, err := filepath.Abs(o.latinModel)
 		if err != nil {
@@ -261,6 +271,7 @@ func run(o options) error {
 			return fmt.Errorf("-latin-model: %w", err)
 		}
 		inis[toolLatin] = "[recognize]\nmodel = " + abs + "\n"
+		inis[toolLatinGreedy] = inis[toolLatin] + "language_model = none\n"
 	}
 	for tool, ini := range inis {
 		if !seen[tool] {
