@@ -212,10 +212,9 @@ func BenchmarkPage(b *testing.B) {
 
 var _ = fmt.Sprint
 
-// BenchmarkReadLine reads corpus line images (one line each) on one
-// worker, as `pero ocr --lines` does, reporting per line where the time
-// goes (needs the models and the corpus).
-func BenchmarkReadLine(b *testing.B) {
+// lineEngine loads the default recognizer on one worker, with the corpus
+// (needs the models and the corpus).
+func lineEngine(b *testing.B) (testAssets, *Engine) {
 	a := needCorpus(b)
 	cfg, err := testConfig(a, "[runtime]\nworkers = 1\n")
 	if err != nil {
@@ -225,7 +224,15 @@ func BenchmarkReadLine(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer e.Close()
+	b.Cleanup(func() { e.Close() })
+	return a, e
+}
+
+// BenchmarkReadLine reads corpus line images (one line each) on one
+// worker, as `pero ocr --lines` does, reporting per line where the time
+// goes (needs the models and the corpus).
+func BenchmarkReadLine(b *testing.B) {
+	a, e := lineEngine(b)
 	var lines [][]byte
 	for i := 1; i <= 50; i++ {
 		data, err := os.ReadFile(filepath.Join(a.corpus, "lines", fmt.Sprintf("pub_l%04d.png", i)))
@@ -255,16 +262,7 @@ func BenchmarkReadLine(b *testing.B) {
 // greedily and by the beam search with the language model (needs the
 // models and the corpus).
 func BenchmarkCTCLine(b *testing.B) {
-	a := needCorpus(b)
-	cfg, err := testConfig(a, "[runtime]\nworkers = 1\n")
-	if err != nil {
-		b.Fatal(err)
-	}
-	e, err := NewEngine(cfg, Needs{Recognize: true}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
+	a, e := lineEngine(b)
 	type output struct {
 		probs []float32
 		T, C  int
