@@ -196,9 +196,39 @@ func paeth(cur, prev []byte, bpp int) {
 		}
 		return
 	}
+	if bpp == 1 {
+		paethGray(cur, prev)
+		return
+	}
 	for k := range bpp {
 		a, c := 0, 0
 		for i := k; i < len(cur); i += bpp {
+			b := int(prev[i])
+			a = paethAdd(a, b, c, cur[i])
+			cur[i] = uint8(a)
+			c = b
+		}
+	}
+}
+
+// flat8 is v in each of eight bytes.
+func flat8(v int) uint64 { return uint64(v) * 0x0101010101010101 }
+
+// paethGray unfilters a Paeth row of one byte per pixel. Where the left
+// pixel and the eight above have one value and the eight filtered bytes are
+// zero (the paper of a clean page), the eight pixels take that value at
+// once: with left and above equal, the predictor is left whatever the upper
+// left is. Elsewhere it goes pixel by pixel, eight at a time.
+func paethGray(cur, prev []byte) {
+	a, c := 0, 0
+	for i := 0; i < len(cur); {
+		if i+8 <= len(cur) && binary.LittleEndian.Uint64(cur[i:]) == 0 && binary.LittleEndian.Uint64(prev[i:]) == flat8(a) {
+			binary.LittleEndian.PutUint64(cur[i:], flat8(a))
+			c = a // the upper left of the next pixel
+			i += 8
+			continue
+		}
+		for end := min(i+8, len(cur)); i < end; i++ {
 			b := int(prev[i])
 			a = paethAdd(a, b, c, cur[i])
 			cur[i] = uint8(a)
@@ -217,12 +247,25 @@ func paethPair(prev, r1, r2 []byte) {
 	r1[0] += prev[0]
 	a1, c1 := int(r1[0]), int(prev[0])
 	a2, c2 := 0, 0
-	for x := 1; x < n; x++ {
-		b1, b2 := int(prev[x]), int(r1[x-1])
-		a1 = paethAdd(a1, b1, c1, r1[x])
-		a2 = paethAdd(a2, b2, c2, r2[x-1])
-		r1[x], r2[x-1] = uint8(a1), uint8(a2)
-		c1, c2 = b1, b2
+	for x := 1; x < n; {
+		// A flat run, as in paethGray, for both rows: the left pixels and
+		// the pixels above of the eight of r1 from x and of r2 from x-1 all
+		// have one value, and nothing is filtered.
+		if x+8 <= n && a1 == a2 && binary.LittleEndian.Uint64(r1[x:]) == 0 &&
+			binary.LittleEndian.Uint64(r2[x-1:]) == 0 && binary.LittleEndian.Uint64(prev[x:]) == flat8(a1) {
+			binary.LittleEndian.PutUint64(r1[x:], flat8(a1))
+			binary.LittleEndian.PutUint64(r2[x-1:], flat8(a1))
+			c1, c2 = a1, a1 // the upper lefts of the next pixels
+			x += 8
+			continue
+		}
+		for end := min(x+8, n); x < end; x++ {
+			b1, b2 := int(prev[x]), int(r1[x-1])
+			a1 = paethAdd(a1, b1, c1, r1[x])
+			a2 = paethAdd(a2, b2, c2, r2[x-1])
+			r1[x], r2[x-1] = uint8(a1), uint8(a2)
+			c1, c2 = b1, b2
+		}
 	}
 	r2[n-1] = uint8(paethAdd(a2, int(r1[n-1]), c2, r2[n-1]))
 }

@@ -103,23 +103,42 @@ func TestDecodePNGMatchesStdlib(t *testing.T) {
 		"average": func(int) byte { return 3 }, "paeth": func(int) byte { return 4 },
 		"mixed": func(y int) byte { return byte((y * 7) % 5) },
 	}
-	for _, c := range []int{1, 3} {
-		for _, size := range [][2]int{{1, 1}, {1, 4}, {2, 6}, {5, 3}, {37, 11}, {64, 64}} {
-			w, h := size[0], size[1]
-			pix := make([]uint8, w*h*c)
-			for i := range pix {
-				// Smooth gradients with noise, so that predictors matter.
-				pix[i] = uint8(i%(w*c)*3 + i/(w*c)*5 + rng.IntN(40))
+	// Smooth gradients with noise, so that predictors matter; and paper:
+	// bands of one level (white, black, grey) with a few specks of ink and
+	// runs of every length between them, the flat runs unfiltering takes
+	// eight pixels at a time.
+	gradient := func(pix []uint8, w, h, c int) {
+		for i := range pix {
+			pix[i] = uint8(i%(w*c)*3 + i/(w*c)*5 + rng.IntN(40))
+		}
+	}
+	paper := func(pix []uint8, w, h, c int) {
+		specks := []int{5, 11, 23, 60}[rng.IntN(4)]
+		for i := range pix {
+			y := i / (w * c)
+			pix[i] = []uint8{255, 255, 0, 200}[y/7%4]
+			if rng.IntN(specks) == 0 {
+				pix[i] = uint8(rng.IntN(256))
 			}
-			for name, f := range filters {
-				data := rawPNG(t, pix, w, h, c, f)
-				got, ok, err := decodePNG(data)
-				if !ok || err != nil {
-					t.Fatalf("c=%d %dx%d %s: ok=%v err=%v", c, w, h, name, ok, err)
-				}
-				want := stdlibRaster(t, data)
-				if got.w != want.w || got.h != want.h || got.c != want.c || !bytes.Equal(got.pix, want.pix) {
-					t.Fatalf("c=%d %dx%d %s: pixels differ from image/png", c, w, h, name)
+		}
+	}
+	for _, c := range []int{1, 3} {
+		for _, size := range [][2]int{{1, 1}, {1, 4}, {2, 6}, {5, 3}, {37, 11}, {64, 64}, {9, 40}, {101, 57}, {203, 64}, {403, 33}} {
+			w, h := size[0], size[1]
+			for kind, fill := range map[string]func([]uint8, int, int, int){"gradient": gradient, "paper": paper} {
+				pix := make([]uint8, w*h*c)
+				fill(pix, w, h, c)
+				for name, f := range filters {
+					name := kind + " " + name
+					data := rawPNG(t, pix, w, h, c, f)
+					got, ok, err := decodePNG(data)
+					if !ok || err != nil {
+						t.Fatalf("c=%d %dx%d %s: ok=%v err=%v", c, w, h, name, ok, err)
+					}
+					want := stdlibRaster(t, data)
+					if got.w != want.w || got.h != want.h || got.c != want.c || !bytes.Equal(got.pix, want.pix) {
+						t.Fatalf("c=%d %dx%d %s: pixels differ from image/png", c, w, h, name)
+					}
 				}
 			}
 		}
