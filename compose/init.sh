@@ -64,7 +64,8 @@ formats = page
 EOF
 cat >"$cfg/recognize.ini" <<'EOF'
 ; recognize: reads the lines the detect stage found; another recognition model is
-; [recognize] model = FILE and dictionary = FILE from the model archive
+; [recognize] model = FILE and dictionary = FILE from the model archive; language_model =
+; none reads without the language model
 [output]
 formats = page,alto,txt
 EOF

@@ -277,9 +277,10 @@ func parseCharLM(data []byte, weight float64) (*charLM, error) {
 		if !ok1 || !ok2 || len(gram) == 0 || !utf8.Valid(gram) {
 			return nil, bad()
 		}
+		// Both are logarithms of probabilities and of backoff weights, at most 1.
 		p, ok1 := pow.parse(lp)
 		b, ok2 := pow.parse(bo)
-		if !ok1 || !ok2 || p.log > 0 {
+		if !ok1 || !ok2 || p.log > 0 || b.log > 0 || p.log < -1000 || b.log < -1000 {
 			return nil, bad()
 		}
 		g = g[:0]

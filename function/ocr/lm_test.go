@@ -74,6 +74,8 @@ func TestReadCharLMErrors(t *testing.T) {
 		"two fields":  "pero-charlm 1\norder 2\n-1\ta\n",
 		"bad number":  "pero-charlm 1\norder 2\nx\t0\ta\n",
 		"positive":    "pero-charlm 1\norder 2\n0.5\t0\ta\n",
+		"backoff > 1": "pero-charlm 1\norder 2\n-1\t0.5\ta\n",
+		"huge":        "pero-charlm 1\norder 2\n-1\t-1e308\ta\n",
 		"no n-gram":   "pero-charlm 1\norder 2\n-1\t0\t\n",
 		"above order": "pero-charlm 1\norder 2\n-1\t0\tabc\n",
 	} {
@@ -238,7 +240,7 @@ func TestLogPowParse(t *testing.T) {
 		ok   bool
 	}{
 		{"-2.345", -2.345, true}, {"0.000", 0, true}, {"-0.000", 0, true}, {"-12.5", -12.5, true},
-		{"-1e-3", -0.001, true}, {"0.250", 0.25, true}, {"-45.000", -45, true},
+		{"-1e-3", -0.001, true}, {"0.250", 0.25, true}, {"-45.000", -45, true}, {"-1e308", -1e308, true},
 		{"x", 0, false}, {"-2.3.5", 0, false}, {"", 0, false}, {"NaN", 0, false}, {"-1.2a4", 0, false},
 	} {
 		v, ok := lp.parse([]byte(c.in))
@@ -246,4 +248,35 @@ func TestLogPowParse(t *testing.T) {
 			t.Errorf("%q: %+v %v, want %v %v", c.in, v, ok, c.want, c.ok)
 		}
 	}
+}
+
+// FuzzCharLM feeds the loader arbitrary files, compressed or not: a bad
+// model archive is an error at start-up, never a crash or a hang.
+func FuzzCharLM(f *testing.F) {
+	text := []byte("pero-charlm 1\norder 3\n-1.000\t-0.500\ta\n-0.250\t0.000\tab\n-2.5\t0\tabc\n")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(text)
+	zw.Close()
+	f.Add(text)
+	f.Add(gz.Bytes())
+	f.Add([]byte("pero-charlm 1\norder 2\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if raw, err := gunzip(data, 1<<20); err == nil {
+			data = raw
+		}
+		lm, err := parseCharLM(data, 0.25)
+		if err != nil {
+			return
+		}
+		if lm.order < 1 || lm.size == 0 {
+			t.Fatalf("accepted a model of order %d with %d n-grams", lm.order, lm.size)
+		}
+		ctx := []rune("xyzab")
+		for _, r := range "abc z" {
+			if p := lm.prob(ctx, r); !(p >= 0 && p <= 1) {
+				t.Fatalf("P(%q) = %v", r, p)
+			}
+		}
+	})
 }
