@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -307,8 +308,11 @@ func (c *Config) validate() error {
 	if r.MaxPadding < 0 {
 		bad("[recognize] max_padding", "must not be negative")
 	}
-	if r.LMWeight < 0 {
-		bad("[recognize] lm_weight", "must not be negative")
+	if !(r.LMWeight >= 0 && r.LMWeight <= 10) {
+		bad("[recognize] lm_weight", "must be 0-10")
+	}
+	if !(math.Abs(r.LMBonus) <= 100) {
+		bad("[recognize] lm_bonus", "must be -100-100")
 	}
 	if r.BeamWidth < 1 || r.BeamWidth > 256 {
 		bad("[recognize] beam_width", "must be 1-256")

@@ -101,6 +101,8 @@ func TestParseConfigErrors(t *testing.T) {
 		"[detect]\nlimit_side_len = 8":        "limit_side_len",
 		"[recognize]\nbatch_size = 0":         "batch_size",
 		"[recognize]\nlm_weight = -1":         "lm_weight",
+		"[recognize]\nlm_weight = NaN":        "lm_weight",
+		"[recognize]\nlm_bonus = Inf":         "lm_bonus",
 		"[recognize]\nbeam_width = 0":         "beam_width",
 		"[recognize]\nlm_bonus = high":        "lm_bonus",
 		"[recognize]\nuse_space_char = maybe": "use_space_char",
