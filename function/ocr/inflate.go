@@ -478,9 +478,19 @@ func (d *inflater) codes(lit, dist *huffman) error {
 			err = errInflateLong
 			break
 		}
+		src := op - dd
+		if dd >= 8 && length <= 64 && end+8 <= len(out) {
+			// Short matches eight bytes at a time: each word read lies
+			// before the one written, and the at most seven bytes written
+			// past the end are rewritten by what follows.
+			for ; op < end; op, src = op+8, src+8 {
+				binary.LittleEndian.PutUint64(out[op:], binary.LittleEndian.Uint64(out[src:]))
+			}
+			op = end
+			continue
+		}
 		// Overlapping copies (a run: the distance shorter than the length)
 		// copy what is already written, doubling each time.
-		src := op - dd
 		for op < end {
 			op += copy(out[op:end], out[src:op])
 		}
