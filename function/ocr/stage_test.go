@@ -204,8 +204,8 @@ func mustConfig(t *testing.T, ini, dir string, a testAssets) Config {
 // language (two of them two-column, some degraded), five lines of each
 // language and a held-out real scan (one the recognizer never trained on, see
 // training/README.md). The bounds come from `make bench-ocr`, which measures
-// the default model at 0.07% CER on all synthetic pages, 0.03% on all lines and
-// 2.8% on the held-out real pages: the bounds leave room for platform
+// the default model at 0.04% CER on all synthetic pages, 0.03% on all lines and
+// 2.7% on the held-out real pages: the bounds leave room for platform
 // differences in the runtime's arithmetic while catching a real regression
 // (a broken crop, order, dictionary or decoder costs far more).
 func TestAccuracy(t *testing.T) {

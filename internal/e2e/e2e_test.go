@@ -21,7 +21,7 @@ import (
 	"github.com/pero-worker/pero-worker/watchdog"
 )
 
-// maxCER bounds the CER over the 24 synthetic pages. `make bench-ocr` measures 0.07% for the
+// maxCER bounds the CER over the 24 synthetic pages. `make bench-ocr` measures 0.04% for the
 // default models (pero-latin; tesseract 3.95%); the bound leaves room for platform
 // differences in the runtime's arithmetic, not for a broken pipeline (which scores far above it).
 const maxCER = 0.02
