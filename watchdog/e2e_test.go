@@ -49,11 +49,11 @@ func TestBacklogDrains(t *testing.T) {
 	// The runners exit after their idle timeout; the watchdog reaps them.
 	w.waitReaped(b, 60*time.Second)
 	s.halt()
-	if s.max[stage] > 4 {
-		t.Errorf("%d containers at once, max is 4", s.max[stage])
+	if s.maxOf(stage) > 4 {
+		t.Errorf("%d containers at once, max is 4", s.maxOf(stage))
 	}
 	launched := s.launched(stage)
-	t.Logf("containers: %d launched, at most %d at once", len(launched), s.max[stage])
+	t.Logf("containers: %d launched, at most %d at once", len(launched), s.maxOf(stage))
 	if n := metric(t, wd, "pero_watchdog_launched_total", "stage", stage); int(n) != len(launched) {
 		t.Errorf("launched_total = %v, sampler saw %d", n, len(launched))
 	}
@@ -118,8 +118,8 @@ func TestLeaderFailover(t *testing.T) {
 	testenv.Eventually(t, 120*time.Second, "the backlog is processed", func() bool { return w.ready(out) == 120 })
 	w.waitReaped(b, 60*time.Second)
 	s.halt()
-	if s.max[stage] > 3 {
-		t.Errorf("%d containers at once, max is 3", s.max[stage])
+	if s.maxOf(stage) > 3 {
+		t.Errorf("%d containers at once, max is 3", s.maxOf(stage))
 	}
 	for _, c := range s.launched(stage) {
 		if c.Watchdog != "wd-a" {
@@ -156,8 +156,8 @@ func TestFailingImageBacksOff(t *testing.T) {
 	if launched < 5 || launched > 8 {
 		t.Errorf("%d launches in %s, want 5..8", launched, window)
 	}
-	if s.max[stage] > 4 {
-		t.Errorf("%d containers at once, max is 4", s.max[stage])
+	if s.maxOf(stage) > 4 {
+		t.Errorf("%d containers at once, max is 4", s.maxOf(stage))
 	}
 	failed := metric(t, wd, "pero_watchdog_failed_total", "reason", "internal", "stage", stage)
 	if int(failed) < launched-1 {
@@ -205,8 +205,8 @@ func TestPrioritiesShareCapacity(t *testing.T) {
 	testenv.Eventually(t, 180*time.Second, "both backlogs are processed", func() bool { return w.ready(out) == 110 })
 	w.waitReaped(b, 60*time.Second)
 	s.halt()
-	if s.total > 2 {
-		t.Errorf("%d containers at once with 2 CPU slots", s.total)
+	if s.mostAlive() > 2 {
+		t.Errorf("%d containers at once with 2 CPU slots", s.mostAlive())
 	}
 	his, los := s.launched(hi), s.launched(lo)
 	t.Logf("%d containers of %s (priority 5), %d of %s (priority 0)", len(his), hi, len(los), lo)
@@ -252,11 +252,11 @@ func TestSwarmBackendDrains(t *testing.T) {
 	w.waitReaped(sb, 60*time.Second)
 	s.halt()
 	launched := s.launched(stage)
-	if s.max[stage] > 2 || len(launched) == 0 {
-		t.Errorf("%d services at once (max 2), %d launched", s.max[stage], len(launched))
+	if s.maxOf(stage) > 2 || len(launched) == 0 {
+		t.Errorf("%d services at once (max 2), %d launched", s.maxOf(stage), len(launched))
 	}
 	if n := metric(t, wd, "pero_watchdog_exited_total", "reason", "ok", "stage", stage); int(n) != len(launched) {
 		t.Errorf("exited_total{ok} = %v, launched %d", n, len(launched))
 	}
-	t.Logf("%d services, at most %d at once", len(launched), s.max[stage])
+	t.Logf("%d services, at most %d at once", len(launched), s.maxOf(stage))
 }

@@ -372,6 +372,20 @@ func (s *sampler) halt() {
 	<-s.done
 }
 
+// maxOf is the most containers of stage seen alive at once.
+func (s *sampler) maxOf(stage string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.max[stage]
+}
+
+// mostAlive is the most containers of all stages seen alive at once.
+func (s *sampler) mostAlive() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
+}
+
 func (s *sampler) aliveOf(stage string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
