@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"math"
 	"math/bits"
 	"os"
@@ -219,15 +218,6 @@ func gunzip(data []byte, limit int) ([]byte, error) {
 		return nil, errors.New("gzip: checksum mismatch")
 	}
 	return out, nil
-}
-
-// readCharLM reads an uncompressed model.
-func readCharLM(r io.Reader, weight float64) (*charLM, error) {
-	data, err := io.ReadAll(r)
-	if err != nil {
-		return nil, err
-	}
-	return parseCharLM(data, weight)
 }
 
 // parseCharLM reads the model's text without a string per line: it has

@@ -27,7 +27,7 @@ func tinyLM(t *testing.T, weight float64) *charLM {
 	} {
 		fmt.Fprintf(&b, "%.6f\t%.6f\t%s\n", ln(e.p), ln(e.bo), e.g)
 	}
-	lm, err := readCharLM(strings.NewReader(b.String()), weight)
+	lm, err := parseCharLM([]byte(b.String()), weight)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func TestReadCharLMErrors(t *testing.T) {
 		"no n-gram":   "pero-charlm 1\norder 2\n-1\t0\t\n",
 		"above order": "pero-charlm 1\norder 2\n-1\t0\tabc\n",
 	} {
-		if _, err := readCharLM(strings.NewReader(text), 1); err == nil {
+		if _, err := parseCharLM([]byte(text), 1); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
