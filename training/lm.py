@@ -2,7 +2,7 @@
 reads with (function/ocr/lm.go): an interpolated Kneser-Ney n-gram model
 over characters, trained on the same decontaminated texts as the recognizer
 (texts.py: no paragraph that holds a scored corpus line), with the lines of
-our own form-like and typographic generators mixed in.
+our own form-like, typographic and rare-letter generators mixed in.
 
 Written as gzip-compressed text, one n-gram per line after a header:
 
@@ -39,6 +39,10 @@ def training_text(corpus, seed, extra_lines):
         for p in t.pools[lang]:
             # Half as typed, half as a typesetter prints it (quotes, dashes, ligatures).
             out.append(texts.typographic(p, lang, rng) if rng.random() < 0.5 else p)
+            # Now and then a line of the paragraph's language with words of
+            # rare letters and signs, as the recognizer is trained with.
+            if rng.random() < 0.2:
+                out.append(texts.rare_words(t.line(rng, lang), lang, rng))
     for _ in range(extra_lines):
         out.append(texts.structured_line(rng))
     return [" " + p.replace("ſ", "s") + " " for p in out], t.dropped

@@ -183,13 +183,15 @@ class RealLines:
 
 class Sampler:
     """Training samples: mostly synthetic lines in the four languages, some
-    set with typographic dashes and quotes, some with the long s, some of
+    set with typographic dashes and quotes, some with words of rare letters
+    and signs (rare_share), some with the long s, some of
     random characters, some of forms and page furniture (amounts, dates,
     numbers), and real training lines."""
 
-    def __init__(self, texts, fonts, real=None, real_share=0.15, structured_share=0.12):
+    def __init__(self, texts, fonts, real=None, real_share=0.15, structured_share=0.12, rare_share=0.0):
         self.texts, self.fonts, self.real = texts, fonts, real
         self.structured_share = structured_share
+        self.rare_share = rare_share
         self.real_share = real_share if real and real.items else 0
 
     def sample(self, rng):
@@ -207,6 +209,8 @@ class Sampler:
                     text = self.texts.line(rng, lang)
                     if rng.random() < 0.4:
                         text = textmod.typographic(text, lang, rng)
+                    if self.rare_share and rng.random() < self.rare_share:
+                        text = textmod.rare_words(text, lang, rng)
                     if lang in ("de", "fr") and rng.random() < 0.15:
                         text = textmod.long_s(text, rng)
                 nb = (self.texts.line(rng), self.texts.line(rng))

@@ -141,6 +141,25 @@ class SmokeTest(unittest.TestCase):
         self.assertIn("Il dit « non » – puis partit.", fr)
         self.assertTrue(all(charset.encode(t) for t in de + fr))
 
+    def test_rare_words(self):
+        """Every listed word can be encoded, and substituted lines carry
+        the letters the sources lack, capitals included."""
+        import random
+        import texts
+        for w in texts._RARE_ANY + [w for ws in texts._RARE_WORDS.values() for w in ws]:
+            self.assertIsNotNone(charset.encode(w), w)
+        rng = random.Random(3)
+        base = "le chat dort sur le tapis rouge"
+        lines = [texts.rare_words(base, "fr", rng) for _ in range(400)]
+        self.assertTrue(all(charset.encode(t) for t in lines))
+        self.assertTrue(all(t != base and len(t.split(" ")) >= 7 for t in lines))
+        seen = set("".join(lines))
+        for c in "ïëÿÏËÉÈ/²":
+            self.assertIn(c, seen)
+        cs = "".join(texts.rare_words(base, "cs", rng) for _ in range(400))
+        for c in "ťďňůěŤĎŇŮĚ":
+            self.assertIn(c, cs)
+
 
 if __name__ == "__main__":
     unittest.main()

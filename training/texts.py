@@ -264,3 +264,52 @@ def typographic(text, lang, rng: random.Random):
             words[j] = words[j] + q[1].strip() if lang != "fr" else words[j] + q[1]
             text = " ".join(words)
     return text
+
+
+# Words in our own lists that carry the letters and signs the source texts
+# hardly hold: the French tréma (the sources have one ï in 737 000
+# characters), accented capitals, the rarer Czech and German letters,
+# the letters of neighbouring languages the dictionary covers, signs, and
+# short bracketed tokens. A line gets one or two of them in place of its
+# words, sometimes capitalised or in capitals, so that each is seen in
+# running text rather than only in random_line's strings.
+_RARE_WORDS = {
+    "fr": ["naïf", "naïve", "naïveté", "maïs", "héroïque", "héroïne", "égoïste", "égoïsme", "laïque", "laïcité",
+           "mosaïque", "coïncidence", "stoïque", "inouï", "ouïe", "Moïse", "faïence", "païen", "caïman", "baïonnette",
+           "haïr", "haïssable", "aïeul", "aïeux", "glaïeul", "camaïeu", "thaïlandais", "Anaïs", "Héloïse", "Loïc",
+           "aiguë", "ciguë", "Noël", "Israël", "canoë", "Citroën", "Raphaël", "Joël", "capharnaüm", "Saül",
+           "L'Haÿ-les-Roses", "Louÿs", "Ève", "Étienne", "Élise", "État", "Écosse", "Égypte", "Île-de-France",
+           "Ça", "À", "Ô", "Être", "Hôtel", "Âme", "Où", "garçon", "français", "leçon", "reçu", "façade", "crème"],
+    "de": ["Straße", "Fußball", "größer", "Grüße", "heißen", "Maß", "Gießen", "weiß", "Äpfel", "Öffnung", "Übung",
+           "Ärger", "Österreich", "Überweisung", "Ägypten", "Ölbild", "Übersee", "GROẞE", "STRAẞE", "Bücher", "Mädchen"],
+    "cs": ["ťukat", "zeď", "loď", "ďábel", "Ďáblice", "kůň", "dům", "půl", "kůra", "něco", "věc", "Šťastný", "Šumava",
+           "Řím", "Říjen", "Čechy", "Ústí", "Žďár", "Ťapka", "Ňadra", "žluťoučký", "úpěl", "ďábelské", "ódy",
+           "Ďuriš", "pěšky", "Dvořák", "Kroměříž", "Jihlava", "Jeseník", "Třeboň"],
+    "en": ["naïve", "café", "résumé", "coöperate", "façade", "fiancée", "Zoë", "Brontë", "über", "déjà", "piñata",
+           "jalapeño", "São", "Camões", "Guimarães", "Ångström", "Øresund", "Ærø", "Åland", "smørrebrød", "señor",
+           "mañana", "España", "Niño", "perché", "così", "città", "però", "Niccolò", "Łódź", "Wrocław", "Kraków",
+           "Gdańsk", "Poznań", "Kościuszko", "Wałęsa", "Źródło", "Żywiec", "Świnoujście", "Częstochowa", "ľudia",
+           "kĺb", "vŕba", "Ľudovít", "Štúr", "Ĺ", "Ŕ", "Þórr", "Þingvellir", "Guðrún", "Ðakovo",
+           "Ÿ", "Ï", "Ë", "Ê", "Û", "Ñ", "Õ", "Ã", "Å", "Ø", "Æ", "Ð", "Þ", "Ý", "Ì", "Ò"],
+}
+_RARE_ANY = ["(/)", "[/]", "(s)", "(e)", "(es)", "(?)", "(!)", "(*)", "[…]", "(…)", "[sic]", "(sic)", "(+)", "(-)",
+             "(1)", "[2]", "(a)", "(ii)", "{x}", "<a>", "(%)", "5 × 3", "10 ÷ 2", "m²", "m³", "½", "¼", "¾", "© 1999",
+             "®", "¶ 4", "† 1848", "x¹", "µm", "¡Hola!", "¿Qué?", "¥500", "25 ¢", "§ 12", "20 °C", "45°", "£3",
+             "a/b", "und/oder", "et/ou", "and/or", "km/h", "1/2", "#7", "@", "~", "^", "|", "\\", "_"]
+
+
+def rare_words(text, lang, rng: random.Random):
+    """One or two words of the line replaced by words carrying rare letters
+    or signs (_RARE_WORDS of the language and of all, _RARE_ANY), as
+    written, capitalised or in capitals."""
+    words = text.split(" ")
+    pool = _RARE_WORDS.get(lang, []) + _RARE_ANY
+    for _ in range(rng.choice((1, 1, 2))):
+        w = rng.choice(pool)
+        r = rng.random()
+        cased = w.upper() if r < 0.15 else w[:1].upper() + w[1:] if r < 0.3 else w
+        # Some have no capital in the dictionary (µ's is Greek).
+        if charset.encode(cased) is not None:
+            w = cased
+        words[rng.randrange(len(words))] = w
+    return " ".join(words)

@@ -167,6 +167,8 @@ def parser():
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--real-share", type=float, default=0.12, help="share of real training lines in a batch")
     ap.add_argument("--structured-share", type=float, default=0.12, help="share of form-like lines (amounts, dates, numbers)")
+    ap.add_argument("--rare-share", type=float, default=0.0,
+                    help="share of text lines given words with rare letters and signs (texts.rare_words)")
     ap.add_argument("--small", action="store_true", help="a tiny model and set, for the smoke test")
     ap.add_argument("--init", default="", help="start a new run from this exported model (ONNX) instead of from scratch")
     return ap
@@ -185,7 +187,7 @@ def main(argv=None):
     real = render.RealLines(args.corpus, TRAIN_PAGES)
     net = modelmod.Recognizer(width=32, blocks=1) if args.small else modelmod.Recognizer()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    sampler = render.Sampler(texts, fonts, real, args.real_share, args.structured_share)
+    sampler = render.Sampler(texts, fonts, real, args.real_share, args.structured_share, args.rare_share)
     step, elapsed = 0, 0.0
     if os.path.exists(ckpt_path):
         st = torch.load(ckpt_path, map_location="cpu")

@@ -24,11 +24,14 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--n", type=int, default=600, help="rendered lines")
     ap.add_argument("--seed", type=int, default=4242)
+    ap.add_argument("--rare-share", type=float, default=0.0,
+                    help="share of lines given words with rare letters and signs, as train.py --rare-share")
+    ap.add_argument("--no-real", action="store_true", help="rendered lines only")
     args = ap.parse_args()
 
     os.makedirs(args.out, exist_ok=True)
     rng = random.Random(args.seed)
-    sampler = render.Sampler(textmod.Texts(args.corpus), render.Fonts(args.corpus), None)
+    sampler = render.Sampler(textmod.Texts(args.corpus), render.Fonts(args.corpus), None, rare_share=args.rare_share)
     for i in range(args.n):
         img, text = sampler.sample(rng)
         name = os.path.join(args.out, f"synth_{i:04d}")
@@ -37,7 +40,7 @@ def main():
             f.write(text + "\n")
     real_dir = os.path.join(args.corpus, "real", "lines")
     n_real = 0
-    for f in sorted(os.listdir(real_dir)):
+    for f in [] if args.no_real else sorted(os.listdir(real_dir)):
         page = f.rsplit("_l", 1)[0]
         if page in TRAIN_PAGES and (f.endswith(".png") or f.endswith(".gt.txt") and not f.endswith(".norm.gt.txt")):
             shutil.copy(os.path.join(real_dir, f), os.path.join(args.out, "real_" + f))
