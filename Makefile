@@ -80,8 +80,9 @@ model-archive: models ## Pack models/ocr as a stage model archive, bin/ocr-model
 	@sha256sum $(BIN)/ocr-models.tar.gz
 
 # --- the recognizer: training from scratch (Debian's python3-torch), export to training/model ---
-# Four runs, as the shipped model was made: TRAIN_STEPS from scratch, then FINETUNE_STEPS,
-# POLISH_STEPS and FINISH_STEPS more, each from the export of the one before at a lower or equal
+# Five runs, as the shipped model was made: TRAIN_STEPS from scratch, then FINETUNE_STEPS,
+# POLISH_STEPS, FINISH_STEPS and RARE_STEPS (words with rare letters and signs mixed in) more,
+# each from the export of the one before at a lower or equal
 # peak learning rate; each resumes from its checkpoint and stops make (exit 75) when
 # TRAIN_MINUTES end it early. Then the export and its integer version.
 PYTHON ?= /usr/bin/python3
@@ -90,10 +91,11 @@ TRAIN_STEPS ?= 5600
 FINETUNE_STEPS ?= 4200
 POLISH_STEPS ?= 600
 FINISH_STEPS ?= 2000
+RARE_STEPS ?= 2000
 TRAIN_MINUTES ?= 0
 
 .PHONY: train-recognizer
-train-recognizer: ## Train the recognizer from scratch or resume it (TRAIN_STEPS, FINETUNE_STEPS, POLISH_STEPS, FINISH_STEPS, TRAIN_MINUTES=0: no limit), export and quantise it to training/model
+train-recognizer: ## Train the recognizer from scratch or resume it (TRAIN_STEPS, FINETUNE_STEPS, POLISH_STEPS, FINISH_STEPS, RARE_STEPS, TRAIN_MINUTES=0: no limit), export and quantise it to training/model
 	training/setup.sh
 	$(PYTHON) training/train.py --out $(TRAIN_DIR) --steps $(TRAIN_STEPS) --minutes $(TRAIN_MINUTES)
 	$(PYTHON) training/export.py --checkpoint $(TRAIN_DIR)/checkpoint.pt --out $(TRAIN_DIR)/export
@@ -105,7 +107,10 @@ train-recognizer: ## Train the recognizer from scratch or resume it (TRAIN_STEPS
 	$(PYTHON) training/export.py --checkpoint $(TRAIN_DIR)-polish/checkpoint.pt --out $(TRAIN_DIR)-polish/export
 	$(PYTHON) training/train.py --init $(TRAIN_DIR)-polish/export/pero-latin-rec.onnx --out $(TRAIN_DIR)-finish \
 		--steps $(FINISH_STEPS) --lr 1e-4 --seed 20261130 --threads 1 --minutes $(TRAIN_MINUTES)
-	$(PYTHON) training/export.py --checkpoint $(TRAIN_DIR)-finish/checkpoint.pt --out training/model
+	$(PYTHON) training/export.py --checkpoint $(TRAIN_DIR)-finish/checkpoint.pt --out $(TRAIN_DIR)-finish/export
+	$(PYTHON) training/train.py --init $(TRAIN_DIR)-finish/export/pero-latin-rec.onnx --out $(TRAIN_DIR)-rare \
+		--steps $(RARE_STEPS) --lr 1e-4 --seed 20261201 --threads 1 --rare-share 0.2 --minutes $(TRAIN_MINUTES)
+	$(PYTHON) training/export.py --checkpoint $(TRAIN_DIR)-rare/checkpoint.pt --out training/model
 	$(PYTHON) training/quantize.py --model training/model/pero-latin-rec.onnx --out training/model/pero-latin-rec-int8.onnx
 
 .PHONY: train-lm
