@@ -489,6 +489,17 @@ func (d *inflater) codes(lit, dist *huffman) error {
 			op = end
 			continue
 		}
+		if dd == 1 && end+8 <= len(out) {
+			// A run of one byte (a row of paper under the Up, Paeth or
+			// Sub filter is a run of zeros), set eight bytes at a time;
+			// the bytes written past the end are rewritten as above.
+			v := flat8(int(out[src]))
+			for ; op < end; op += 8 {
+				binary.LittleEndian.PutUint64(out[op:], v)
+			}
+			op = end
+			continue
+		}
 		// Overlapping copies (a run: the distance shorter than the length)
 		// copy what is already written, doubling each time.
 		for op < end {
