@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"image/draw"
 	"image/png"
 	"math/rand/v2"
 	"os"
@@ -47,17 +48,27 @@ func encodePNG(tb testing.TB, img image.Image) []byte {
 }
 
 // BenchmarkDecodePNG decodes an A4 page at 300 dpi: a synthetic corpus
-// page ("page": scanned-looking noise, half its rows Paeth-filtered) and a
-// real scan ("scan": grey paper texture, literal-heavy deflate data) when
-// the corpus is there, else a drawn page; "fast" is decodeImage,
-// "image-png" the standard decoder and the conversion it would need.
+// page ("page": scanned-looking noise, half its rows Paeth-filtered), a
+// colour one ("colour", 8-bit RGB) and a real scan ("scan": grey paper
+// texture, literal-heavy deflate data) when the corpus is there, else a
+// drawn page; "fast" is decodeImage, "image-png" the standard decoder and
+// the conversion it would need.
 func BenchmarkDecodePNG(b *testing.B) {
-	inputs := []struct{ name, path string }{{"page", "pages/pub_p001.png"}, {"scan", "real/pages/vd_bankgraf_0078.png"}}
+	inputs := []struct{ name, path string }{
+		{"page", "pages/pub_p001.png"}, {"colour", "pages/pub_p012.png"}, {"scan", "real/pages/vd_bankgraf_0078.png"},
+	}
 	a, _ := findAssets()
 	for _, in := range inputs {
 		data, err := os.ReadFile(filepath.Join(a.corpus, in.path))
 		if a.corpus == "" || err != nil {
-			data = encodePNG(b, synthPage(2480, 3508))
+			g := synthPage(2480, 3508)
+			if in.name != "colour" {
+				data = encodePNG(b, g)
+			} else {
+				rgb := image.NewNRGBA(g.Bounds())
+				draw.Draw(rgb, rgb.Bounds(), g, image.Point{}, draw.Src)
+				data = encodePNG(b, rgb)
+			}
 		}
 		b.Run("fast/"+in.name, func(b *testing.B) {
 			b.SetBytes(int64(len(data)))

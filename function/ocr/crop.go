@@ -73,8 +73,9 @@ func (g lineGeometry) samplePerspective(r *raster, hm homography, rw, h, stride,
 				continue
 			}
 			i00, i01, i10, i11 := (y0*w+x0)*3, (y0*w+x1)*3, (y1*w+x0)*3, (y1*w+x1)*3
-			for ch := range 3 {
-				dst[ch*planeSize+off+u] = bilerp(p[i00+ch], p[i01+ch], p[i10+ch], p[i11+ch], fx, fy)*pixScale + pixShift
+			for ch := range 3 { // plane ch (B, G, R) from the page's R, G, B
+				k := 2 - ch
+				dst[ch*planeSize+off+u] = bilerp(p[i00+k], p[i01+k], p[i10+k], p[i11+k], fx, fy)*pixScale + pixShift
 			}
 		}
 	}
@@ -110,8 +111,8 @@ func (g lineGeometry) sampleAxisAligned(r *raster, hm homography, rw, h, stride,
 		p0, p1 := r.pix[y0*w*3:(y0+1)*w*3], r.pix[y1*w*3:(y1+1)*w*3]
 		for u, x0 := range xs0 {
 			i0, i1 := x0*3, xs1[u]*3
-			for ch, d := range [3][]float32{d0, d1, d2} {
-				d[u] = bilerp(p0[i0+ch], p0[i1+ch], p1[i0+ch], p1[i1+ch], fxs[u], fy)*pixScale + pixShift
+			for k, d := range [3][]float32{d2, d1, d0} { // the page's R, G, B to planes B, G, R
+				d[u] = bilerp(p0[i0+k], p0[i1+k], p1[i0+k], p1[i1+k], fxs[u], fy)*pixScale + pixShift
 			}
 		}
 	}

@@ -153,10 +153,10 @@ func detPlanes(src []float32, c, dw, x0, y0, x1, y1 int, dst []float32) {
 			}
 			continue
 		}
-		for x := range b {
-			b[x] = row[x*3]*scale[0] + shift[0]
+		for x := range b { // the page is R, G, B
+			b[x] = row[x*3+2]*scale[0] + shift[0]
 			g[x] = row[x*3+1]*scale[1] + shift[1]
-			r[x] = row[x*3+2]*scale[2] + shift[2]
+			r[x] = row[x*3]*scale[2] + shift[2]
 		}
 	}
 }
@@ -394,14 +394,14 @@ const (
 )
 
 // inkWindow finds where the ink is on the resized page (levels, dw x dh,
-// c interleaved channels of which the first is looked at) and returns that
+// c interleaved channels of which the last, blue, is looked at) and returns that
 // window grown by inkMargin on each side and aligned to the model's
 // 32-pixel grid. The paper level is the most common level of the page. ok
 // is false when nothing on the page is clearly darker than the paper (the
 // whole page is then detected: faint text is not ruled out on a guess).
 func inkWindow(levels []float32, c, dw, dh int) (x0, y0, x1, y1 int, ok bool) {
 	var hist [256]int
-	for i := 0; i < len(levels); i += c {
+	for i := c - 1; i < len(levels); i += c {
 		hist[min(max(int(levels[i]+0.5), 0), 255)]++
 	}
 	paper := 0
@@ -419,7 +419,7 @@ func inkWindow(levels []float32, c, dw, dh int) (x0, y0, x1, y1 int, ok bool) {
 	for y := range dh {
 		row := levels[y*dw*c : (y+1)*dw*c]
 		for x := range dw {
-			if row[x*c] < vt {
+			if row[x*c+c-1] < vt {
 				rows[y]++
 				cols[x]++
 			}

@@ -47,6 +47,18 @@ func TestDetInputNormalises(t *testing.T) {
 			t.Errorf("channel %d = %v, want %v", ch, got, want)
 		}
 	}
+	// A red page, stored R, G, B: only the last plane (red) is at full level.
+	red := &raster{w: 64, h: 64, c: 3, pix: make([]uint8, 3*64*64)}
+	for i := 0; i < len(red.pix); i += 3 {
+		red.pix[i] = 255
+	}
+	detInput(red, 32, 32, dst)
+	for ch, level := range []float32{0, 0, 1} {
+		want := (level - detMean[ch]) / detStd[ch]
+		if got := dst[ch*1024+500]; !near(float64(got), float64(want), 1e-4) {
+			t.Errorf("red page, plane %d = %v, want %v", ch, got, want)
+		}
+	}
 }
 
 // TestDBBoxes draws a slanted text blob and a speck on a probability map

@@ -107,13 +107,15 @@ func TestSampleNormalises(t *testing.T) {
 	}
 	rgb := &raster{w: 4, h: 4, c: 3, pix: make([]uint8, 48)}
 	for i := 0; i < 48; i += 3 {
-		rgb.pix[i], rgb.pix[i+1], rgb.pix[i+2] = 0, 255, 0 // B, G, R
+		rgb.pix[i], rgb.pix[i+1], rgb.pix[i+2] = 255, 0, 0 // pure red, stored R, G, B
 	}
-	g = newLineGeometry(quad{{0, 0}, {4, 0}, {4, 4}, {0, 4}})
-	dst = make([]float32, 3*4*4)
-	g.sample(rgb, 4, 4, 4, 16, dst)
-	if dst[0] != -1 || dst[16] != 1 || dst[32] != -1 {
-		t.Errorf("planes B, G, R = %v %v %v, want -1 1 -1", dst[0], dst[16], dst[32])
+	for _, q := range []quad{{{0, 0}, {4, 0}, {4, 4}, {0, 4}}, {{0, 0.2}, {4, 0}, {4, 4}, {0, 4}}} { // upright and skewed paths
+		g = newLineGeometry(q)
+		dst = make([]float32, 3*4*4)
+		g.sample(rgb, 4, 4, 4, 16, dst)
+		if dst[5] != -1 || dst[16+5] != -1 || dst[32+5] != 1 {
+			t.Errorf("quad %v: planes B, G, R = %v %v %v, want -1 -1 1", q, dst[5], dst[16+5], dst[32+5])
+		}
 	}
 }
 

@@ -16,8 +16,10 @@ import (
 	_ "golang.org/x/image/webp"
 )
 
-// raster is a decoded page: 8-bit samples, c = 1 (gray) or 3 (B, G, R, the
-// models' channel order), rows stored top to bottom without padding.
+// raster is a decoded page: 8-bit samples, c = 1 (gray) or 3 (R, G, B, as
+// PNG and the image package hold them; the models take B, G, R planes, and
+// the steps that fill them swap the order as they read), rows stored top to
+// bottom without padding.
 type raster struct {
 	w, h, c int
 	pix     []uint8
@@ -52,12 +54,13 @@ func (r *raster) release() {
 	}
 }
 
-// at returns channel ch of pixel (x, y); gray images return the same value for every channel.
+// at returns channel ch of pixel (x, y) in the models' order (0 blue, 1
+// green, 2 red); gray images return the same value for every channel.
 func (r *raster) at(x, y, ch int) uint8 {
 	if r.c == 1 {
 		return r.pix[y*r.w+x]
 	}
-	return r.pix[(y*r.w+x)*3+ch]
+	return r.pix[(y*r.w+x)*3+2-ch]
 }
 
 // MinImageSide is the smallest width and height accepted: below it there is
@@ -142,7 +145,7 @@ func toRaster(img image.Image) *raster {
 				ci := m.COffset(x+b.Min.X, y+b.Min.Y)
 				cr, cg, cb := color.YCbCrToRGB(m.Y[yi], m.Cb[ci], m.Cr[ci])
 				o := (y*w + x) * 3
-				r.pix[o], r.pix[o+1], r.pix[o+2] = cb, cg, cr
+				r.pix[o], r.pix[o+1], r.pix[o+2] = cr, cg, cb
 			}
 		}
 		return r
@@ -155,13 +158,13 @@ func toRaster(img image.Image) *raster {
 				a := uint32(s[3])
 				o := (y*w + x) * 3
 				if a == 255 {
-					r.pix[o], r.pix[o+1], r.pix[o+2] = s[2], s[1], s[0]
+					r.pix[o], r.pix[o+1], r.pix[o+2] = s[0], s[1], s[2]
 					continue
 				}
 				// Non-premultiplied colour over white: c*a + 255*(1-a).
-				r.pix[o] = uint8((uint32(s[2])*a + 255*(255-a) + 127) / 255)
-				r.pix[o+1] = uint8((uint32(s[1])*a + 255*(255-a) + 127) / 255)
-				r.pix[o+2] = uint8((uint32(s[0])*a + 255*(255-a) + 127) / 255)
+				for ch := range 3 {
+					r.pix[o+ch] = uint8((uint32(s[ch])*a + 255*(255-a) + 127) / 255)
+				}
 			}
 		}
 		return r
@@ -174,9 +177,9 @@ func toRaster(img image.Image) *raster {
 				a := uint32(s[3])
 				o := (y*w + x) * 3
 				// Premultiplied colour over white: c + 255*(1-a).
-				r.pix[o] = uint8(min(uint32(s[2])+255-a, 255))
-				r.pix[o+1] = uint8(min(uint32(s[1])+255-a, 255))
-				r.pix[o+2] = uint8(min(uint32(s[0])+255-a, 255))
+				for ch := range 3 {
+					r.pix[o+ch] = uint8(min(uint32(s[ch])+255-a, 255))
+				}
 			}
 		}
 		return r
@@ -204,9 +207,9 @@ func toRaster(img image.Image) *raster {
 			cr, cg, cb, ca := img.At(x+b.Min.X, y+b.Min.Y).RGBA() // premultiplied, 16 bit
 			white := 0xffff - ca
 			o := (y*w + x) * 3
-			r.pix[o] = uint8((cb + white) >> 8)
+			r.pix[o] = uint8((cr + white) >> 8)
 			r.pix[o+1] = uint8((cg + white) >> 8)
-			r.pix[o+2] = uint8((cr + white) >> 8)
+			r.pix[o+2] = uint8((cb + white) >> 8)
 		}
 	}
 	return r

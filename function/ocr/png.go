@@ -81,8 +81,8 @@ func decodePNG(data []byte) (r *raster, ok bool, err error) {
 }
 
 // inflateRows inflates h filtered rows of w pixels of c bytes from the
-// zlib stream z and unfilters them into a raster (channels B, G, R for
-// colour, as toRaster stores them).
+// zlib stream z and unfilters them into a raster (channels R, G, B for
+// colour, as the PNG holds them).
 func inflateRows(z []byte, w, h, c int) (*raster, error) {
 	// A zlib stream: a two-byte header, deflate data, an Adler-32 of the
 	// inflated bytes. The chunk CRCs already cover every compressed byte, so
@@ -126,11 +126,6 @@ func inflateRows(z []byte, w, h, c int) (*raster, error) {
 		copy(buf[y*w*c:(y+1)*w*c], buf[y*stride+1:(y+1)*stride])
 	}
 	pix := buf[:w*h*c] // the whole buffer stays its capacity, for the pool
-	if c == 3 {
-		for i := 0; i+2 < len(pix); i += 3 {
-			pix[i], pix[i+2] = pix[i+2], pix[i]
-		}
-	}
 	return &raster{w: w, h: h, c: c, pix: pix}, nil
 }
 
