@@ -174,7 +174,8 @@ func unfilter(ft byte, cur, prev []byte, bpp int) error {
 
 // paeth unfilters a Paeth-filtered row of bpp bytes per pixel below prev.
 // Each channel is a chain of dependent bytes (every pixel's predictor needs
-// its left neighbour); the three channels of colour run side by side.
+// its left neighbour); the three channels of colour run side by side, and
+// take flat runs of paper eight pixels at a time as paethGray does.
 func paeth(cur, prev []byte, bpp int) {
 	prev = prev[:len(cur)]
 	if bpp == 3 && len(cur)%3 == 0 {
@@ -183,11 +184,36 @@ func paeth(cur, prev []byte, bpp int) {
 		cur[1] += prev[1]
 		cur[2] += prev[2]
 		a0, a1, a2 := int(cur[0]), int(cur[1]), int(cur[2])
-		for i := 3; i+2 < len(cur); i += 3 {
-			a0 = paethAdd(a0, int(prev[i]), int(prev[i-3]), cur[i])
-			a1 = paethAdd(a1, int(prev[i+1]), int(prev[i-2]), cur[i+1])
-			a2 = paethAdd(a2, int(prev[i+2]), int(prev[i-1]), cur[i+2])
-			cur[i], cur[i+1], cur[i+2] = uint8(a0), uint8(a1), uint8(a2)
+		var run [3]uint64 // eight pixels of colour pat, as three words
+		pat := -1
+		le := binary.LittleEndian
+		for i := 3; i < len(cur); {
+			// Eight pixels with nothing filtered under eight of the left
+			// pixel's colour: left and above are equal in every channel,
+			// so each pixel is the left one.
+			if i+24 <= len(cur) && le.Uint64(cur[i:])|le.Uint64(cur[i+8:])|le.Uint64(cur[i+16:]) == 0 {
+				if px := a0 | a1<<8 | a2<<16; px != pat {
+					pat = px
+					var b [24]byte
+					for k := 0; k < 24; k += 3 {
+						b[k], b[k+1], b[k+2] = byte(a0), byte(a1), byte(a2)
+					}
+					run = [3]uint64{le.Uint64(b[:]), le.Uint64(b[8:]), le.Uint64(b[16:])}
+				}
+				if le.Uint64(prev[i:]) == run[0] && le.Uint64(prev[i+8:]) == run[1] && le.Uint64(prev[i+16:]) == run[2] {
+					le.PutUint64(cur[i:], run[0])
+					le.PutUint64(cur[i+8:], run[1])
+					le.PutUint64(cur[i+16:], run[2])
+					i += 24
+					continue
+				}
+			}
+			for end := min(i+24, len(cur)); i < end; i += 3 {
+				a0 = paethAdd(a0, int(prev[i]), int(prev[i-3]), cur[i])
+				a1 = paethAdd(a1, int(prev[i+1]), int(prev[i-2]), cur[i+1])
+				a2 = paethAdd(a2, int(prev[i+2]), int(prev[i-1]), cur[i+2])
+				cur[i], cur[i+1], cur[i+2] = uint8(a0), uint8(a1), uint8(a2)
+			}
 		}
 		return
 	}

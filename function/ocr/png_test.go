@@ -104,7 +104,7 @@ func TestDecodePNGMatchesStdlib(t *testing.T) {
 		"mixed": func(y int) byte { return byte((y * 7) % 5) },
 	}
 	// Smooth gradients with noise, so that predictors matter; and paper:
-	// bands of one level (white, black, grey) with a few specks of ink and
+	// bands of one level or colour (white, black, grey) with a few specks of ink and
 	// runs of every length between them, the flat runs unfiltering takes
 	// eight pixels at a time.
 	gradient := func(pix []uint8, w, h, c int) {
@@ -116,16 +116,26 @@ func TestDecodePNGMatchesStdlib(t *testing.T) {
 		specks := []int{5, 11, 23, 60}[rng.IntN(4)]
 		for i := range pix {
 			y := i / (w * c)
-			pix[i] = []uint8{255, 255, 0, 200}[y/7%4]
+			pix[i] = []uint8{255, 255, 0, 200}[y/7%4] - uint8(i%c*13) // in colour tinted, as 255 242 229
 			if rng.IntN(specks) == 0 {
 				pix[i] = uint8(rng.IntN(256))
+			}
+		}
+	}
+	// Paper with vertical rules (table lines, a column's edge): below a
+	// rule the filtered bytes are zero too, though the pixel is not paper.
+	rules := func(pix []uint8, w, h, c int) {
+		paper(pix, w, h, c)
+		for i := range pix {
+			if x := i % (w * c) / c; x%19 == 7 || x%31 == 30 {
+				pix[i] = 30
 			}
 		}
 	}
 	for _, c := range []int{1, 3} {
 		for _, size := range [][2]int{{1, 1}, {1, 4}, {2, 6}, {5, 3}, {37, 11}, {64, 64}, {9, 40}, {101, 57}, {203, 64}, {403, 33}} {
 			w, h := size[0], size[1]
-			for kind, fill := range map[string]func([]uint8, int, int, int){"gradient": gradient, "paper": paper} {
+			for kind, fill := range map[string]func([]uint8, int, int, int){"gradient": gradient, "paper": paper, "rules": rules} {
 				pix := make([]uint8, w*h*c)
 				fill(pix, w, h, c)
 				for name, f := range filters {
