@@ -104,12 +104,17 @@ func inflateRows(z []byte, w, h, c int) (*raster, error) {
 	for y := 0; y < h; y++ {
 		row := buf[y*stride : (y+1)*stride]
 		cur := row[1:]
-		// Two Paeth rows in a row (most of a scan) unfilter together, the
-		// second one pixel behind the first: two independent chains of
-		// work, where one row alone waits on each pixel's left neighbour.
-		if row[0] == 4 && prev != nil && c == 1 && y+1 < h && buf[(y+1)*stride] == 4 {
+		// Two Paeth or two Average rows in a row (most of a scan) unfilter
+		// together, the second one pixel behind the first: two independent
+		// chains of work, where one row alone waits on each pixel's left
+		// neighbour.
+		if (row[0] == 3 || row[0] == 4) && prev != nil && c == 1 && y+1 < h && buf[(y+1)*stride] == row[0] {
 			next := buf[(y+1)*stride+1 : (y+2)*stride]
-			paethPair(prev, cur, next)
+			if row[0] == 4 {
+				paethPair(prev, cur, next)
+			} else {
+				averagePair(prev, cur, next)
+			}
 			prev = next
 			y++
 			continue
@@ -289,6 +294,24 @@ func paethPair(prev, r1, r2 []byte) {
 		}
 	}
 	r2[n-1] = uint8(paethAdd(a2, int(r1[n-1]), c2, r2[n-1]))
+}
+
+// averagePair unfilters two consecutive Average rows of one byte per
+// pixel, r1 below prev and r2 below r1, the second one pixel behind the
+// first as in paethPair.
+func averagePair(prev, r1, r2 []byte) {
+	n := len(r1)
+	prev, r2 = prev[:n], r2[:n]
+	// The left of pixel 0 is zero.
+	a1 := (int(r1[0]) + int(prev[0])>>1) & 0xff
+	r1[0] = uint8(a1)
+	a2 := 0
+	for x := 1; x < n; x++ {
+		a1 = (int(r1[x]) + (a1+int(prev[x]))>>1) & 0xff
+		a2 = (int(r2[x-1]) + (a2+int(r1[x-1]))>>1) & 0xff
+		r1[x], r2[x-1] = uint8(a1), uint8(a2)
+	}
+	r2[n-1] = uint8(int(r2[n-1]) + (a2+int(r1[n-1]))>>1)
 }
 
 // paethAdd adds PNG's Paeth predictor of left a, above b and upper left c
