@@ -100,6 +100,25 @@ func BenchmarkDetInput(b *testing.B) {
 	}
 }
 
+// BenchmarkInkWindow finds the inked window of an A4 page resized for the
+// detector (the corpus page when it is there, else a drawn one).
+func BenchmarkInkWindow(b *testing.B) {
+	r := toRaster(synthPage(2480, 3508))
+	if a, _ := findAssets(); a.corpus != "" {
+		if data, err := os.ReadFile(filepath.Join(a.corpus, "pages/pub_p001.png")); err == nil {
+			if r, err = decodeImage(data, 0); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	dw, dh := detSize(r.w, r.h, DefaultConfig("").Detect)
+	levels := make([]float32, r.c*dw*dh)
+	detResize(r, dw, dh, levels)
+	for b.Loop() {
+		inkWindow(levels, r.c, dw, dh)
+	}
+}
+
 // synthProb is a probability map with n text-line blobs.
 func synthProb(w, h, n int) []float32 {
 	p := make([]float32, w*h)

@@ -400,9 +400,25 @@ const (
 // is false when nothing on the page is clearly darker than the paper (the
 // whole page is then detected: faint text is not ruled out on a guess).
 func inkWindow(levels []float32, c, dw, dh int) (x0, y0, x1, y1 int, ok bool) {
-	var hist [256]int
-	for i := c - 1; i < len(levels); i += c {
-		hist[min(max(int(levels[i]+0.5), 0), 255)]++
+	// Four histograms side by side: most samples are paper, and counting
+	// them all in one bin would make each count wait for the one before.
+	var hists [4][256]int32
+	bin := func(v float32) int { return min(max(int(v+0.5), 0), 255) }
+	i, step := c-1, 4*c
+	for ; i+3*c < len(levels); i += step {
+		hists[0][bin(levels[i])]++
+		hists[1][bin(levels[i+c])]++
+		hists[2][bin(levels[i+2*c])]++
+		hists[3][bin(levels[i+3*c])]++
+	}
+	for ; i < len(levels); i += c {
+		hists[0][bin(levels[i])]++
+	}
+	var hist [256]int32
+	for _, h := range &hists {
+		for l, n := range h {
+			hist[l] += n
+		}
 	}
 	paper := 0
 	for l, n := range hist {
@@ -418,12 +434,14 @@ func inkWindow(levels []float32, c, dw, dh int) (x0, y0, x1, y1 int, ok bool) {
 	rows, cols := make([]int, dh), make([]int, dw)
 	for y := range dh {
 		row := levels[y*dw*c : (y+1)*dw*c]
+		n := 0
 		for x := range dw {
 			if row[x*c+c-1] < vt {
-				rows[y]++
+				n++
 				cols[x]++
 			}
 		}
+		rows[y] = n
 	}
 	first := func(counts []int) int {
 		for i, n := range counts {
