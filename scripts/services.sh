@@ -209,10 +209,13 @@ start_ftp() {
 }
 
 stop_ftp() {
-	local pidf="$DIR/ftp/pure-ftpd.pid"
-	if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
+	local pidf="$DIR/ftp/pure-ftpd.pid" pid
+	pid=$(cat "$pidf" 2>/dev/null || true)
+	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
 		log "stopping ftp"
-		kill "$(cat "$pidf")" 2>/dev/null || true
+		kill "$pid" 2>/dev/null || true
+		# It removes its pid file at once but takes a moment to exit.
+		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 	fi
 	rm -f "$pidf"
 }
