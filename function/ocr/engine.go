@@ -27,7 +27,11 @@ type Engine struct {
 	rec    *ortSession
 	dict   []string
 	beam   *ctcBeam // nil: greedy decoding
-	slots  chan struct{}
+	// recStride is the recognizer's input pixels per output time step when
+	// the output length follows from the width, so that the model writes
+	// into a pooled buffer; 0: an output ONNX Runtime allocates.
+	recStride int
+	slots     chan struct{}
 
 	closeOnce sync.Once
 }
@@ -150,6 +154,17 @@ func (e *Engine) checkRecognizer(rc RecognizeConfig) (int, error) {
 	if c := int(shape[2]); c != len(e.dict)+1 {
 		return 0, fmt.Errorf("recognition model %s has %d classes but dictionary %s gives %d (+1 blank, use_space_char=%v): the dictionary does not belong to this model",
 			rc.Model, c, rc.Dictionary, len(e.dict), rc.UseSpaceChar)
+	}
+	// Widths are padded to multiples of 8: where the time steps are a
+	// whole number of pixels that divides 8 (4 for pero-latin, 8 for
+	// PP-OCRv4), and a second width confirms it, the output's length is
+	// known before the run.
+	if t := int(shape[1]); t > 0 && w%t == 0 && 8%(w/t) == 0 {
+		stride := w / t
+		_, shape2, err := e.rec.run(make([]float32, 3*h*2*w), []int64{1, 3, int64(h), 2 * w})
+		if err == nil && len(shape2) == 3 && int(shape2[1]) == 2*w/stride {
+			e.recStride = stride
+		}
 	}
 	return h, nil
 }
@@ -437,8 +452,21 @@ func (e *Engine) recognizeBatch(ctx context.Context, img *raster, batch []*recLi
 	for i, l := range batch {
 		l.g.sample(img, l.rw, h, w, plane, input[i*3*plane:])
 	}
-	start := time.Now()
-	out, shape, err := e.rec.run(input, []int64{int64(len(batch)), 3, int64(h), int64(w)})
+	inShape := []int64{int64(len(batch)), 3, int64(h), int64(w)}
+	var (
+		out   []float32
+		shape []int64
+		err   error
+		start = time.Now()
+	)
+	if s := e.recStride; s > 0 {
+		shape = []int64{int64(len(batch)), int64(w / s), int64(len(e.dict) + 1)}
+		out = floatPool.get(int(shape[0] * shape[1] * shape[2]))
+		defer floatPool.put(out)
+		err = e.rec.runInto(input, inShape, out, shape)
+	} else {
+		out, shape, err = e.rec.run(input, inShape)
+	}
 	d := time.Since(start)
 	if err != nil {
 		return d, fmt.Errorf("recognize: %w", err)
