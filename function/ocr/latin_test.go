@@ -166,6 +166,31 @@ func TestLatinInt8Model(t *testing.T) {
 	}
 }
 
+// TestRecognizerOutputBuffer checks that the output length is worked out
+// for pero-latin (4 pixels a step), and that reading into the pooled buffer
+// and into the one ONNX Runtime allocates give the same lines.
+func TestRecognizerOutputBuffer(t *testing.T) {
+	a := needAssets(t)
+	e, err := latinEngine(t, a, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if e.recStride != 4 {
+		t.Fatalf("recStride = %d, want 4", e.recStride)
+	}
+	for _, s := range latinSamples(t) {
+		e.recStride = 4
+		_, _, pooled := readSample(t, e, s)
+		e.recStride = 0
+		_, _, allocated := readSample(t, e, s)
+		if pooled.text != allocated.text || pooled.score != allocated.score || pooled.steps != allocated.steps {
+			t.Errorf("%s: pooled output reads %q (%v, %d steps), allocated %q (%v, %d steps)", s.File,
+				pooled.text, pooled.score, pooled.steps, allocated.text, allocated.score, allocated.steps)
+		}
+	}
+}
+
 func TestRecognizerDictionaryMismatch(t *testing.T) {
 	a := needAssets(t)
 	dir := t.TempDir()
