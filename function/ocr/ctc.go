@@ -2,6 +2,7 @@ package ocr
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -251,11 +252,23 @@ func ctcAlign(probs []float32, T, C int, labels []int) []ctcChar {
 		return nil
 	}
 	S := 2*len(labels) + 1
-	class := func(s int) int {
-		if s%2 == 0 {
-			return 0
+	// Each state reads one of few classes (the blank and the line's distinct
+	// characters): their logarithms are taken once a step, not once a state.
+	classes := []int{0}
+	col := make([]int, S) // the state's index in classes; blanks 0
+	for i, c := range labels {
+		k := slices.Index(classes, c)
+		if k < 0 {
+			k = len(classes)
+			classes = append(classes, c)
 		}
-		return labels[s/2]
+		col[2*i+1] = k
+	}
+	lp := make([]float64, len(classes))
+	logs := func(t int) {
+		for k, c := range classes {
+			lp[k] = logp(probs[t*C+c])
+		}
 	}
 	neg := math.Inf(-1)
 	score := make([]float64, S)
@@ -264,11 +277,12 @@ func ctcAlign(probs []float32, T, C int, labels []int) []ctcChar {
 	for s := range S {
 		score[s] = neg
 	}
-	score[0] = logp(probs[0])
-	score[1] = logp(probs[class(1)])
+	logs(0)
+	score[0] = lp[0]
+	score[1] = lp[col[1]]
 	for t := 1; t < T; t++ {
 		copy(prev, score)
-		row := probs[t*C : (t+1)*C]
+		logs(t)
 		for s := range S {
 			best, arg := prev[s], int8(0)
 			if s >= 1 && prev[s-1] > best {
@@ -277,7 +291,7 @@ func ctcAlign(probs []float32, T, C int, labels []int) []ctcChar {
 			if s >= 2 && s%2 == 1 && labels[s/2] != labels[s/2-1] && prev[s-2] > best {
 				best, arg = prev[s-2], 2
 			}
-			score[s] = best + logp(row[class(s)])
+			score[s] = best + lp[col[s]]
 			from[t*S+s] = arg
 		}
 	}

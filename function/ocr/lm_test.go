@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -198,6 +199,81 @@ func TestCTCAlign(t *testing.T) {
 	}
 	if ctcAlign(probs, T, C, nil) != nil || ctcAlign(nil, 0, C, []int{1}) != nil {
 		t.Error("nothing to align: want nil")
+	}
+}
+
+// TestCTCAlignRandom checks the alignment against a plain Viterbi that
+// takes every cell's logarithm, on random outputs and labels with repeats.
+func TestCTCAlignRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	plain := func(probs []float32, T, C int, labels []int) []int {
+		S := 2*len(labels) + 1
+		class := func(s int) int {
+			if s%2 == 0 {
+				return 0
+			}
+			return labels[s/2]
+		}
+		score, prev := make([]float64, S), make([]float64, S)
+		from := make([]int8, T*S)
+		for s := range S {
+			score[s] = math.Inf(-1)
+		}
+		score[0], score[1] = logp(probs[0]), logp(probs[class(1)])
+		for tt := 1; tt < T; tt++ {
+			copy(prev, score)
+			for s := range S {
+				best, arg := prev[s], int8(0)
+				if s >= 1 && prev[s-1] > best {
+					best, arg = prev[s-1], 1
+				}
+				if s >= 2 && s%2 == 1 && labels[s/2] != labels[s/2-1] && prev[s-2] > best {
+					best, arg = prev[s-2], 2
+				}
+				score[s] = best + logp(probs[tt*C+class(s)])
+				from[tt*S+s] = arg
+			}
+		}
+		s := S - 1
+		if score[S-2] > score[S-1] {
+			s = S - 2
+		}
+		path := make([]int, T)
+		for tt := T - 1; tt >= 0; tt-- {
+			path[tt] = s
+			s -= int(from[tt*S+s])
+		}
+		return path
+	}
+	for range 300 {
+		T, C := 2+rng.IntN(40), 2+rng.IntN(6)
+		probs := make([]float32, T*C)
+		for i := range probs {
+			probs[i] = rng.Float32()
+			if rng.IntN(10) == 0 {
+				probs[i] = 0
+			}
+		}
+		labels := make([]int, 1+rng.IntN(max(1, T/3)))
+		for i := range labels {
+			labels[i] = 1 + rng.IntN(C-1)
+		}
+		chars := ctcAlign(probs, T, C, labels)
+		path := plain(probs, T, C, labels)
+		for i, c := range chars {
+			t0, t1 := -1, -1
+			for tt, s := range path {
+				if s == 2*i+1 {
+					if t0 < 0 {
+						t0 = tt
+					}
+					t1 = tt
+				}
+			}
+			if c.t0 != t0 || c.t1 != t1 {
+				t.Fatalf("T=%d labels %v: char %d at %d-%d, plain Viterbi %d-%d", T, labels, i, c.t0, c.t1, t0, t1)
+			}
+		}
 	}
 }
 
