@@ -398,6 +398,7 @@ func (d *inflater) codes(lit, dist *huffman) error {
 	lt, lmask, lp := lit.table, uint64(1)<<lit.primary-1, lit.primary
 	dt, dp := dist.table, dist.primary
 	err := errInflateCorrupt
+decode:
 	for {
 		// 56 buffered bits hold a whole length and distance: at most
 		// 15+5+15+13 bits.
@@ -433,13 +434,17 @@ func (d *inflater) codes(lit, dist *huffman) error {
 			}
 			out[op] = byte(sym)
 			op++
-			// At least 41 bits are left: room for another literal whose
-			// code sits in the first-level table (a link entry's offset
-			// puts it above 256<<16).
-			if e := lt[bitbuf&lmask]; e < 256<<16 {
+			// At least 41 bits are left: room for three more literals
+			// whose codes sit in the first-level table (at most 11 bits
+			// each; a link entry's offset puts it above 256<<16).
+			for range 3 {
+				e := lt[bitbuf&lmask]
+				if e >= 256<<16 {
+					break
+				}
 				if op >= len(out) {
 					err = errInflateLong
-					break
+					break decode
 				}
 				bitbuf >>= e & 0xff
 				n -= uint(e & 0xff)
