@@ -434,9 +434,10 @@ decode:
 			}
 			out[op] = byte(sym)
 			op++
-			// At least 41 bits are left: room for three more literals
-			// whose codes sit in the first-level table (at most 11 bits
-			// each; a link entry's offset puts it above 256<<16).
+			// At least 33 bits are left (48 or more before a code of at
+			// most 15): room for three more literals whose codes sit in
+			// the first-level table, at most 11 bits each (a link entry's
+			// offset puts it above 256<<16).
 			for range 3 {
 				e := lt[bitbuf&lmask]
 				if e >= 256<<16 {
