@@ -145,12 +145,14 @@ func BenchmarkDBPostprocess(b *testing.B) {
 }
 
 // BenchmarkLineSample crops a 2000 x 80 line to the recognizer's height:
-// an upright box (most lines of a page) and a skewed one.
+// an upright box, a skewed parallelogram and a box whose whole-pixel
+// corners make its map a (slight) perspective one, as most detected boxes.
 func BenchmarkLineSample(b *testing.B) {
 	r := toRaster(synthPage(2480, 3508))
 	for name, q := range map[string]quad{
-		"upright": {{200, 300}, {2200, 300}, {2200, 380}, {200, 380}},
-		"skewed":  {{200, 300}, {2200, 310}, {2200, 390}, {200, 380}},
+		"upright":     {{200, 300}, {2200, 300}, {2200, 380}, {200, 380}},
+		"skewed":      {{200, 300}, {2200, 310}, {2200, 390}, {200, 380}},
+		"perspective": {{200, 300}, {2200, 306}, {2199, 384}, {200, 379}},
 	} {
 		g := newLineGeometry(q)
 		rw := g.scaledWidth(48)

@@ -39,19 +39,36 @@ func (g lineGeometry) scaledWidth(h int) int {
 // replicated border) instead of being warped and then resized.
 func (g lineGeometry) sample(r *raster, rw, h, stride, planeSize int, dst []float32) {
 	hm := rectToQuad(g.cw, g.ch, g.q)
-	if hm[1] == 0 && hm[3] == 0 && hm[6] == 0 && hm[7] == 0 && hm[8] == 1 {
-		g.sampleAxisAligned(r, hm, rw, h, stride, planeSize, dst)
+	if hm[6] == 0 && hm[7] == 0 && hm[8] == 1 {
+		if hm[1] == 0 && hm[3] == 0 {
+			g.sampleAxisAligned(r, hm, rw, h, stride, planeSize, dst)
+			return
+		}
+		g.sampleAffine(r, hm, rw, h, stride, planeSize, dst)
 		return
 	}
 	g.samplePerspective(r, hm, rw, h, stride, planeSize, dst)
 }
 
+// cropXs are the crop x coordinates of the rw output columns: the same on
+// every row, so worked out once per line.
+func (g lineGeometry) cropXs(rw int) []float64 {
+	sx := g.cw / float64(rw)
+	xs := make([]float64, rw)
+	for u := range xs {
+		xs[u] = cropCoord(u, sx, g.cw)
+	}
+	return xs
+}
+
 // samplePerspective is sample for any quad: each output pixel goes through
-// the perspective map.
+// the perspective map. Detected boxes have whole-pixel corners, so most
+// are not exact parallelograms and take this path.
 func (g lineGeometry) samplePerspective(r *raster, hm homography, rw, h, stride, planeSize int, dst []float32) {
-	sx, sy := g.cw/float64(rw), g.ch/float64(h)
+	sy := g.ch / float64(h)
 	maxX, maxY := float64(r.w-1), float64(r.h-1)
-	w := r.w
+	w, p := r.w, r.pix
+	cxs := g.cropXs(rw)
 	for v := range h {
 		cy := cropCoord(v, sy, g.ch)
 		// Along a row the map is (a + b*cx) / (c + d*cx).
@@ -59,24 +76,62 @@ func (g lineGeometry) samplePerspective(r *raster, hm homography, rw, h, stride,
 		ay, by := hm[4]*cy+hm[5], hm[3]
 		az, bz := hm[7]*cy+hm[8], hm[6]
 		off := v * stride
-		for u := range rw {
-			cx := cropCoord(u, sx, g.cw)
+		d0, d1, d2 := dst[off:off+rw], dst[planeSize+off:planeSize+off+rw], dst[2*planeSize+off:2*planeSize+off+rw]
+		if r.c == 1 {
+			for u, cx := range cxs {
+				z := az + bz*cx
+				x0, x1, fx := pageCoord((ax+bx*cx)/z, maxX, w)
+				y0, y1, fy := pageCoord((ay+by*cx)/z, maxY, r.h)
+				d0[u] = bilerp(p[y0*w+x0], p[y0*w+x1], p[y1*w+x0], p[y1*w+x1], fx, fy)*pixScale + pixShift
+			}
+			copy(d1, d0) // a gray page's three planes are the same
+			copy(d2, d0)
+			continue
+		}
+		for u, cx := range cxs {
 			z := az + bz*cx
 			x0, x1, fx := pageCoord((ax+bx*cx)/z, maxX, w)
 			y0, y1, fy := pageCoord((ay+by*cx)/z, maxY, r.h)
-			p := r.pix
-			if r.c == 1 {
-				val := bilerp(p[y0*w+x0], p[y0*w+x1], p[y1*w+x0], p[y1*w+x1], fx, fy)*pixScale + pixShift
-				dst[off+u] = val
-				dst[planeSize+off+u] = val
-				dst[2*planeSize+off+u] = val
-				continue
-			}
 			i00, i01, i10, i11 := (y0*w+x0)*3, (y0*w+x1)*3, (y1*w+x0)*3, (y1*w+x1)*3
-			for ch := range 3 { // plane ch (B, G, R) from the page's R, G, B
-				k := 2 - ch
-				dst[ch*planeSize+off+u] = bilerp(p[i00+k], p[i01+k], p[i10+k], p[i11+k], fx, fy)*pixScale + pixShift
+			// Planes B, G, R from the page's R, G, B.
+			d2[u] = bilerp(p[i00], p[i01], p[i10], p[i11], fx, fy)*pixScale + pixShift
+			d1[u] = bilerp(p[i00+1], p[i01+1], p[i10+1], p[i11+1], fx, fy)*pixScale + pixShift
+			d0[u] = bilerp(p[i00+2], p[i01+2], p[i10+2], p[i11+2], fx, fy)*pixScale + pixShift
+		}
+	}
+}
+
+// sampleAffine is sample for a quad whose map has no perspective part (a
+// parallelogram): the general path with the division by one left out,
+// which changes no bit.
+func (g lineGeometry) sampleAffine(r *raster, hm homography, rw, h, stride, planeSize int, dst []float32) {
+	sy := g.ch / float64(h)
+	maxX, maxY := float64(r.w-1), float64(r.h-1)
+	w, p := r.w, r.pix
+	cxs := g.cropXs(rw)
+	for v := range h {
+		cy := cropCoord(v, sy, g.ch)
+		ax, bx := hm[1]*cy+hm[2], hm[0]
+		ay, by := hm[4]*cy+hm[5], hm[3]
+		off := v * stride
+		d0, d1, d2 := dst[off:off+rw], dst[planeSize+off:planeSize+off+rw], dst[2*planeSize+off:2*planeSize+off+rw]
+		if r.c == 1 {
+			for u, cx := range cxs {
+				x0, x1, fx := pageCoord(ax+bx*cx, maxX, w)
+				y0, y1, fy := pageCoord(ay+by*cx, maxY, r.h)
+				d0[u] = bilerp(p[y0*w+x0], p[y0*w+x1], p[y1*w+x0], p[y1*w+x1], fx, fy)*pixScale + pixShift
 			}
+			copy(d1, d0)
+			copy(d2, d0)
+			continue
+		}
+		for u, cx := range cxs {
+			x0, x1, fx := pageCoord(ax+bx*cx, maxX, w)
+			y0, y1, fy := pageCoord(ay+by*cx, maxY, r.h)
+			i00, i01, i10, i11 := (y0*w+x0)*3, (y0*w+x1)*3, (y1*w+x0)*3, (y1*w+x1)*3
+			d2[u] = bilerp(p[i00], p[i01], p[i10], p[i11], fx, fy)*pixScale + pixShift
+			d1[u] = bilerp(p[i00+1], p[i01+1], p[i10+1], p[i11+1], fx, fy)*pixScale + pixShift
+			d0[u] = bilerp(p[i00+2], p[i01+2], p[i10+2], p[i11+2], fx, fy)*pixScale + pixShift
 		}
 	}
 }
@@ -86,14 +141,14 @@ func (g lineGeometry) samplePerspective(r *raster, hm homography, rw, h, stride,
 // y on the row only, so both are worked out once. The arithmetic is the
 // general path's with its zero terms left out, which changes no bit.
 func (g lineGeometry) sampleAxisAligned(r *raster, hm homography, rw, h, stride, planeSize int, dst []float32) {
-	sx, sy := g.cw/float64(rw), g.ch/float64(h)
+	sy := g.ch / float64(h)
 	maxX, maxY := float64(r.w-1), float64(r.h-1)
 	w := r.w
 	xs0 := make([]int, rw)
 	xs1 := make([]int, rw)
 	fxs := make([]float32, rw)
-	for u := range rw {
-		xs0[u], xs1[u], fxs[u] = pageCoord(hm[2]+hm[0]*cropCoord(u, sx, g.cw), maxX, w)
+	for u, cx := range g.cropXs(rw) {
+		xs0[u], xs1[u], fxs[u] = pageCoord(hm[2]+hm[0]*cx, maxX, w)
 	}
 	for v := range h {
 		y0, y1, fy := pageCoord(hm[4]*cropCoord(v, sy, g.ch)+hm[5], maxY, r.h)
@@ -103,9 +158,10 @@ func (g lineGeometry) sampleAxisAligned(r *raster, hm homography, rw, h, stride,
 			p0, p1 := r.pix[y0*w:(y0+1)*w], r.pix[y1*w:(y1+1)*w]
 			for u, x0 := range xs0 {
 				x1 := xs1[u]
-				val := bilerp(p0[x0], p0[x1], p1[x0], p1[x1], fxs[u], fy)*pixScale + pixShift
-				d0[u], d1[u], d2[u] = val, val, val
+				d0[u] = bilerp(p0[x0], p0[x1], p1[x0], p1[x1], fxs[u], fy)*pixScale + pixShift
 			}
+			copy(d1, d0)
+			copy(d2, d0)
 			continue
 		}
 		p0, p1 := r.pix[y0*w*3:(y0+1)*w*3], r.pix[y1*w*3:(y1+1)*w*3]
