@@ -84,6 +84,17 @@ func newLinearTaps(src, dst int) linearTaps {
 // detResize resizes r to dw x dh (bilinear) into dst: r.c interleaved
 // channels of 8-bit levels, as float32 (dst holds r.c*dw*dh values).
 func detResize(r *raster, dw, dh int, dst []float32) {
+	if 2*dh <= r.h {
+		detResizeDirect(r, dw, dh, dst)
+		return
+	}
+	detResizeRows(r, dw, dh, dst)
+}
+
+// detResizeRows is detResize resizing each source row it needs
+// horizontally once, then blending pairs of them: when the page is scaled
+// up or down by less than half, neighbouring output rows share source rows.
+func detResizeRows(r *raster, dw, dh int, dst []float32) {
 	xt, yt := newLinearTaps(r.w, dw), newLinearTaps(r.h, dh)
 	n := dw * r.c
 	row0 := make([]float32, n)
@@ -126,6 +137,50 @@ func detResize(r *raster, dw, dh int, dst []float32) {
 		out := dst[y*n : (y+1)*n]
 		for i, a := range row0 {
 			out[i] = a + (row1[i]-a)*fy
+		}
+	}
+}
+
+// detResizeDirect is detResize for a page scaled down to half or less,
+// where no two output rows share a source row: each output value is
+// worked out from its four source levels at once, with detResizeRows's
+// arithmetic in the same order (the same bits), but without its row
+// buffers.
+func detResizeDirect(r *raster, dw, dh int, dst []float32) {
+	xt, yt := newLinearTaps(r.w, dw), newLinearTaps(r.h, dh)
+	type tap struct {
+		i0, i1 int
+		f      float32
+	}
+	taps := make([]tap, dw)
+	for x := range taps {
+		taps[x] = tap{xt.i0[x] * r.c, xt.i1[x] * r.c, xt.f[x]}
+	}
+	stride := r.w * r.c
+	for y := range dh {
+		fy := yt.f[y]
+		s0 := r.pix[yt.i0[y]*stride : (yt.i0[y]+1)*stride]
+		s1 := r.pix[yt.i1[y]*stride : (yt.i1[y]+1)*stride]
+		if r.c == 1 {
+			out := dst[y*dw : (y+1)*dw]
+			for x, t := range taps {
+				a0, b0 := float32(s0[t.i0]), float32(s0[t.i1])
+				a1, b1 := float32(s1[t.i0]), float32(s1[t.i1])
+				v0 := a0 + (b0-a0)*t.f
+				v1 := a1 + (b1-a1)*t.f
+				out[x] = v0 + (v1-v0)*fy
+			}
+			continue
+		}
+		out := dst[y*dw*3 : (y+1)*dw*3]
+		for x, t := range taps {
+			for ch := range 3 {
+				a0, b0 := float32(s0[t.i0+ch]), float32(s0[t.i1+ch])
+				a1, b1 := float32(s1[t.i0+ch]), float32(s1[t.i1+ch])
+				v0 := a0 + (b0-a0)*t.f
+				v1 := a1 + (b1-a1)*t.f
+				out[x*3+ch] = v0 + (v1-v0)*fy
+			}
 		}
 	}
 }
@@ -435,10 +490,26 @@ func inkWindow(levels []float32, c, dw, dh int) (x0, y0, x1, y1 int, ok bool) {
 	for y := range dh {
 		row := levels[y*dw*c : (y+1)*dw*c]
 		n := 0
-		for x := range dw {
-			if row[x*c+c-1] < vt {
-				n++
-				cols[x]++
+		// Counting without a branch: ink and paper alternate too often
+		// along a line of text for a branch to be predicted.
+		if c == 1 {
+			row = row[:len(cols)]
+			for x, v := range row {
+				d := 0
+				if v < vt {
+					d = 1
+				}
+				n += d
+				cols[x] += d
+			}
+		} else {
+			for x := range cols {
+				d := 0
+				if row[x*c+c-1] < vt {
+					d = 1
+				}
+				n += d
+				cols[x] += d
 			}
 		}
 		rows[y] = n
