@@ -263,10 +263,9 @@ func paethGray(cur, prev []byte) {
 	}
 }
 
-// paethPair unfilters two consecutive Paeth rows of one byte per pixel:
-// r1 below prev, r2 below r1. Pixel x of r2 is done beside pixel x+1 of r1,
-// whose chain it does not depend on.
-func paethPair(prev, r1, r2 []byte) {
+// paethPairGo is paethPair in Go: the whole of it where there is no
+// assembly version, and the reference the assembly is tested against.
+func paethPairGo(prev, r1, r2 []byte) {
 	n := len(r1)
 	prev, r2 = prev[:n], r2[:n]
 	// Pixel 0 of r1: left and upper left are zero, the predictor is above.
