@@ -223,6 +223,22 @@ var (
 	clenOrder = [19]uint8{16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15}
 )
 
+// fastTabs are inflateFast's length and distance tables: base | extra<<16
+// of the 29 length symbols, then of the 30 distance symbols.
+var fastTabs = func() (t [59]uint32) {
+	for i := range 29 {
+		t[i] = uint32(lengthBase[i]) | uint32(lengthExtra[i])<<16
+	}
+	for i := range 30 {
+		t[29+i] = uint32(distBase[i]) | uint32(distExtra[i])<<16
+	}
+	return t
+}()
+
+// fastSlack is how much room inflateFast needs in out: a longest match
+// and the seven bytes an eight-byte copy may write past it, rounded up.
+const fastSlack = 258 + 8
+
 const (
 	litPrimary  = 11
 	distPrimary = 8
@@ -398,8 +414,13 @@ func (d *inflater) codes(lit, dist *huffman) error {
 	lt, lmask, lp := lit.table, uint64(1)<<lit.primary-1, lit.primary
 	dt, dp := dist.table, dist.primary
 	err := errInflateCorrupt
+	dmask := uint64(1)<<dp - 1
 decode:
 	for {
+		if inflateFastOK && pos+8 <= len(in) && op+fastSlack <= len(out) {
+			pos, bitbuf, n, op = inflateFast(&in[0], len(in)-8, pos, bitbuf, n, &out[0], len(out)-fastSlack, op,
+				&lt[0], lmask, &dt[0], dmask, &fastTabs)
+		}
 		// 56 buffered bits hold a whole length and distance: at most
 		// 15+5+15+13 bits.
 		if n < 48 {
