@@ -193,6 +193,42 @@ func reverseBits(code uint32, n uint) uint32 {
 	return uint32(bits.Reverse16(uint16(code))) >> (16 - n)
 }
 
+// pairLiteral marks a literal entry of a fast table (fastTable): one or two
+// literals, the first in bits 16-23 and the second in bits 24-31,
+// pairTwo set when there are two, and the bits both take in the low 8.
+const (
+	pairTwo     = 1 << 9
+	pairLiteral = 1 << 10
+)
+
+// fastTable fills dst with inflateFast's table for the literal and length
+// code h, indexed as its first-level table. Where the first code is a
+// first-level literal, the entry gives it and, when the remaining bits
+// hold a whole second literal code, that one too: scanned pages are
+// mostly literals of four or five bits, so most lookups give two. Other
+// entries are h's own (lengths, the end of the block, links to longer
+// codes), which the fast loop reads as the Go loop does.
+func (h *huffman) fastTable(dst []uint32) []uint32 {
+	dst = dst[:0]
+	for i := range uint32(1) << h.primary {
+		e := h.table[i]
+		if e&entryLink != 0 || e>>16 >= 256 {
+			dst = append(dst, e)
+			continue
+		}
+		l := e & 0xff
+		p := e>>16<<16 | pairLiteral | l
+		// The entry at the remaining bits (the bits above them unknown,
+		// zero here) is the second code's when that code fits in them:
+		// every entry is repeated for all values of the bits above it.
+		if e2 := h.table[i>>l]; e2&entryLink == 0 && e2>>16 < 256 && e2&0xff <= uint32(h.primary)-l {
+			p = e>>16<<16 | e2>>16<<24 | pairLiteral | pairTwo | (l + e2&0xff)
+		}
+		dst = append(dst, p)
+	}
+	return dst
+}
+
 // decode reads one symbol; the buffer must hold at least 15 bits.
 func (h *huffman) decode(b *bitReader) uint32 {
 	sym, k := lookup(h.table, h.primary, b.bits)
@@ -270,11 +306,18 @@ var fixedTables = sync.OnceValues(func() (*huffman, *huffman) {
 	return lit, dist
 })
 
+// fixedFast is inflateFast's table of the fixed literal and length code.
+var fixedFast = sync.OnceValue(func() []uint32 {
+	lit, _ := fixedTables()
+	return lit.fastTable(nil)
+})
+
 type inflater struct {
 	br        bitReader
 	out       []byte
 	op        int
-	lit, dist huffman // a dynamic block's codes, reused block to block
+	lit, dist huffman  // a dynamic block's codes, reused block to block
+	fast      []uint32 // and inflateFast's table of lit
 	clen      huffman
 	lens      [286 + 30]uint8
 }
@@ -290,10 +333,17 @@ func (d *inflater) run() error {
 			err = d.stored()
 		case 1:
 			lit, dist := fixedTables()
-			err = d.codes(lit, dist)
+			var fast []uint32
+			if inflateFastOK {
+				fast = fixedFast()
+			}
+			err = d.codes(lit, dist, fast)
 		case 2:
 			if err = d.dynamic(); err == nil {
-				err = d.codes(&d.lit, &d.dist)
+				if inflateFastOK {
+					d.fast = d.lit.fastTable(d.fast)
+				}
+				err = d.codes(&d.lit, &d.dist, d.fast)
 			}
 		default:
 			err = errInflateCorrupt
@@ -407,7 +457,7 @@ func (d *inflater) dynamic() error {
 // the table lookups go through lookup, which works on values; a literal is
 // followed by a second one without a refill when its code is short, which
 // is most of a scanned page.
-func (d *inflater) codes(lit, dist *huffman) error {
+func (d *inflater) codes(lit, dist *huffman, fast []uint32) error {
 	in, pos, over := d.br.in, d.br.pos, d.br.over
 	bitbuf, n := d.br.bits, d.br.n
 	out, op := d.out, d.op
@@ -419,7 +469,7 @@ decode:
 	for {
 		if inflateFastOK && pos+8 <= len(in) && op+fastSlack <= len(out) {
 			pos, bitbuf, n, op = inflateFast(&in[0], len(in)-8, pos, bitbuf, n, &out[0], len(out)-fastSlack, op,
-				&lt[0], lmask, &dt[0], dmask, &fastTabs)
+				&fast[0], lmask, &dt[0], dmask, &fastTabs)
 		}
 		// 56 buffered bits hold a whole length and distance: at most
 		// 15+5+15+13 bits.

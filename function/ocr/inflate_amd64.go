@@ -7,8 +7,9 @@ const inflateFastOK = true
 
 // inflateFast is the inner loop of inflater.codes in assembly, which holds
 // the bit buffer, the positions and the tables in registers (the compiled
-// loop keeps some of them on the stack). It decodes literals and matches
-// whose codes sit in the first-level tables, refilling the bit buffer
+// loop keeps some of them on the stack). It decodes literals, one or two
+// a lookup in fast (huffman.fastTable), and matches whose codes sit in the
+// first-level tables, refilling the bit buffer
 // eight bytes at a time, while pos <= inLimit (eight input bytes are
 // there to read) and op <= outLimit (a longest match and the seven bytes
 // an eight-byte copy may write past it fit in out). It returns at the end
@@ -19,4 +20,4 @@ const inflateFastOK = true
 //
 //go:noescape
 func inflateFast(in *byte, inLimit, pos int, bitbuf uint64, n uint, out *byte, outLimit, op int,
-	lt *uint32, lmask uint64, dt *uint32, dmask uint64, tabs *[59]uint32) (pos2 int, bitbuf2 uint64, n2 uint, op2 int)
+	fast *uint32, lmask uint64, dt *uint32, dmask uint64, tabs *[59]uint32) (pos2 int, bitbuf2 uint64, n2 uint, op2 int)

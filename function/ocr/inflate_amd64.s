@@ -2,23 +2,28 @@
 
 #include "textflag.h"
 
-// LITERAL decodes one more literal when the next code is a first-level
-// literal, else goes on at notlit; BX, CX clobbered.
+// LITERAL decodes one or two more literals when the next code is a
+// first-level literal, else goes on at notlit with its entry in BX. Both
+// bytes are written; a lone literal's second is overwritten later. BX, CX
+// clobbered.
 #define LITERAL(notlit) \
 	MOVQ R12, BX; \
 	ANDQ R15, BX; \
 	MOVL (R14)(BX*4), BX; \
-	CMPL BX, $0x1000000; \
-	JAE  notlit; \
+	TESTL $0x400, BX; \
+	JZ   notlit; \
 	MOVQ BX, CX; \
 	SHRQ CX, R12; \
 	MOVBQZX BL, CX; \
 	SUBQ CX, R13; \
-	SHRL $16, BX; \
-	MOVB BX, (DI)(R11*1); \
-	INCQ R11
+	MOVL BX, CX; \
+	SHRL $16, CX; \
+	MOVW CX, (DI)(R11*1); \
+	SHRL $9, BX; \
+	ANDL $1, BX; \
+	LEAQ 1(R11)(BX*1), R11
 
-// func inflateFast(in *byte, inLimit, pos int, bitbuf uint64, n uint, out *byte, outLimit, op int, lt *uint32, lmask uint64, dt *uint32, dmask uint64, tabs *[59]uint32) (pos2 int, bitbuf2 uint64, n2 uint, op2 int)
+// func inflateFast(in *byte, inLimit, pos int, bitbuf uint64, n uint, out *byte, outLimit, op int, fast *uint32, lmask uint64, dt *uint32, dmask uint64, tabs *[59]uint32) (pos2 int, bitbuf2 uint64, n2 uint, op2 int)
 TEXT ·inflateFast(SB), NOSPLIT, $24-136
 	MOVQ in+0(FP), SI
 	MOVQ inLimit+8(FP), R8
@@ -28,7 +33,7 @@ TEXT ·inflateFast(SB), NOSPLIT, $24-136
 	MOVQ out+40(FP), DI
 	MOVQ outLimit+48(FP), R10
 	MOVQ op+56(FP), R11
-	MOVQ lt+64(FP), R14
+	MOVQ fast+64(FP), R14
 	MOVQ lmask+72(FP), R15
 	MOVQ dt+80(FP), DX
 
@@ -51,8 +56,10 @@ loop:
 	ADDQ AX, R9
 	ORQ  $56, R13
 
-	// Up to three literals: each takes at most 11 of the 56 bits.
+	// Up to four lookups of literals: each takes at most 11 of the 56
+	// bits.
 	LITERAL(symbol)
+	LITERAL(loop)
 	LITERAL(loop)
 	LITERAL(loop)
 	JMP loop
