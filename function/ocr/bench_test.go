@@ -290,30 +290,13 @@ func BenchmarkReadLine(b *testing.B) {
 	b.ReportMetric(per(total.Recognize-total.RecognizeModel), "rec-other-ms")
 }
 
-// BenchmarkCTCLine decodes the recognizer's output for 50 corpus lines,
-// greedily and by the beam search with the language model (needs the
-// models and the corpus).
+// BenchmarkCTCLine decodes the recognizer's output for 50 corpus lines:
+// greedily, and as the engine does (the greedy pass, the beam search with
+// the language model, and the alignment where the two read differently)
+// (needs the models and the corpus).
 func BenchmarkCTCLine(b *testing.B) {
 	a, e := lineEngine(b)
-	type output struct {
-		probs []float32
-		T, C  int
-	}
-	var outs []output
-	for i := 1; i <= 50; i++ {
-		img := loadLine(b, filepath.Join(a.corpus, "lines", fmt.Sprintf("pub_l%04d.png", i)))
-		q, _ := inkBox(img, 0.25)
-		g := newLineGeometry(q)
-		h := e.cfg.Recognize.Height
-		w := (g.scaledWidth(h) + 7) &^ 7
-		in := make([]float32, 3*h*w)
-		g.sample(img, g.scaledWidth(h), h, w, h*w, in)
-		probs, shape, err := e.rec.run(in, []int64{1, 3, int64(h), int64(w)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		outs = append(outs, output{probs, int(shape[1]), int(shape[2])})
-	}
+	outs := corpusLineOutputs(b, a, e, 50)
 	b.Run("greedy", func(b *testing.B) {
 		for b.Loop() {
 			for _, o := range outs {
@@ -330,6 +313,33 @@ func BenchmarkCTCLine(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*len(outs)), "µs/line")
 	})
+}
+
+// recOutput is the recognizer's output for one line: T steps of C classes.
+type recOutput struct {
+	probs []float32
+	T, C  int
+}
+
+// corpusLineOutputs runs e's recognizer over the first n corpus lines.
+func corpusLineOutputs(tb testing.TB, a testAssets, e *Engine, n int) []recOutput {
+	tb.Helper()
+	var outs []recOutput
+	for i := 1; i <= n; i++ {
+		img := loadLine(tb, filepath.Join(a.corpus, "lines", fmt.Sprintf("pub_l%04d.png", i)))
+		q, _ := inkBox(img, 0.25)
+		g := newLineGeometry(q)
+		h := e.cfg.Recognize.Height
+		w := (g.scaledWidth(h) + 7) &^ 7
+		in := make([]float32, 3*h*w)
+		g.sample(img, g.scaledWidth(h), h, w, h*w, in)
+		probs, shape, err := e.rec.run(in, []int64{1, 3, int64(h), int64(w)})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		outs = append(outs, recOutput{probs, int(shape[1]), int(shape[2])})
+	}
+	return outs
 }
 
 // BenchmarkLoadCharLM loads pero-latin's language model, as every runner

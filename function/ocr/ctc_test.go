@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -189,24 +188,13 @@ func TestCTCDecodeCorpus(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	for i := 1; i <= 50; i++ {
-		img := loadLine(t, filepath.Join(a.corpus, "lines", fmt.Sprintf("pub_l%04d.png", i)))
-		q, _ := inkBox(img, 0.25)
-		g := newLineGeometry(q)
-		h := e.cfg.Recognize.Height
-		w := (g.scaledWidth(h) + 7) &^ 7
-		in := make([]float32, 3*h*w)
-		g.sample(img, g.scaledWidth(h), h, w, h*w, in)
-		probs, shape, err := e.rec.run(in, []int64{1, 3, int64(h), int64(w)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		T, C := int(shape[1]), int(shape[2])
+	for i, o := range corpusLineOutputs(t, a, e, 50) {
+		probs, T, C := o.probs, o.T, o.C
 		if got, want := ctcGreedy(probs, T, C), refCTCGreedy(probs, T, C); !slices.Equal(got, want) {
-			t.Errorf("line %d: greedy %v, want %v", i, got, want)
+			t.Errorf("line %d: greedy %v, want %v", i+1, got, want)
 		}
 		if got, want := e.beam.decode(probs, T, C), refBeamDecode(e.beam, probs, T, C); !slices.Equal(got, want) {
-			t.Errorf("line %d: beam %v, want %v", i, got, want)
+			t.Errorf("line %d: beam %v, want %v", i+1, got, want)
 		}
 	}
 }
