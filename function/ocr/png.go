@@ -100,7 +100,17 @@ func inflateRows(z []byte, w, h, c int) (*raster, error) {
 		bytePool.put(buf)
 		return nil, fmt.Errorf("png: %w", err)
 	}
-	var prev []byte // the previous unfiltered row; nil above the first
+	// Each row, once unfiltered, moves to its place in the raster without
+	// its filter byte, while it is still in the cache: row y goes from
+	// y*stride+1 to y*n, over bytes of rows already moved, never past data
+	// still to be read.
+	n := w * c
+	place := func(y int) []byte {
+		dst := buf[y*n : (y+1)*n]
+		copy(dst, buf[y*stride+1:(y+1)*stride])
+		return dst
+	}
+	var prev []byte // the previous unfiltered row, in place; nil above the first
 	for y := 0; y < h; y++ {
 		row := buf[y*stride : (y+1)*stride]
 		cur := row[1:]
@@ -115,7 +125,8 @@ func inflateRows(z []byte, w, h, c int) (*raster, error) {
 			} else {
 				averagePair(prev, cur, next)
 			}
-			prev = next
+			place(y)
+			prev = place(y + 1)
 			y++
 			continue
 		}
@@ -123,12 +134,7 @@ func inflateRows(z []byte, w, h, c int) (*raster, error) {
 			bytePool.put(buf)
 			return nil, err
 		}
-		prev = cur
-	}
-	// Drop the filter bytes: row y moves from y*stride+1 to y*w*c, never
-	// past data still to be read, so the rows compact in place.
-	for y := range h {
-		copy(buf[y*w*c:(y+1)*w*c], buf[y*stride+1:(y+1)*stride])
+		prev = place(y)
 	}
 	pix := buf[:w*h*c] // the whole buffer stays its capacity, for the pool
 	return &raster{w: w, h: h, c: c, pix: pix}, nil
