@@ -44,8 +44,10 @@ func (g lineGeometry) sample(r *raster, rw, h, stride, planeSize int, dst []floa
 			g.sampleAxisAligned(r, hm, rw, h, stride, planeSize, dst)
 			return
 		}
-		g.sampleAffine(r, hm, rw, h, stride, planeSize, dst)
-		return
+		if r.c == 1 {
+			g.sampleAffineGray(r, hm, rw, h, stride, planeSize, dst)
+			return
+		}
 	}
 	g.samplePerspective(r, hm, rw, h, stride, planeSize, dst)
 }
@@ -101,10 +103,11 @@ func (g lineGeometry) samplePerspective(r *raster, hm homography, rw, h, stride,
 	}
 }
 
-// sampleAffine is sample for a quad whose map has no perspective part (a
-// parallelogram): the general path with the division by one left out,
-// which changes no bit.
-func (g lineGeometry) sampleAffine(r *raster, hm homography, rw, h, stride, planeSize int, dst []float32) {
+// sampleAffineGray is sample for a gray page and a quad whose map has no
+// perspective part (a parallelogram): the general path with the division
+// by one left out, which changes no bit. Colour pages, rarer, take the
+// general path.
+func (g lineGeometry) sampleAffineGray(r *raster, hm homography, rw, h, stride, planeSize int, dst []float32) {
 	sy := g.ch / float64(h)
 	maxX, maxY := float64(r.w-1), float64(r.h-1)
 	w, p := r.w, r.pix
@@ -114,25 +117,14 @@ func (g lineGeometry) sampleAffine(r *raster, hm homography, rw, h, stride, plan
 		ax, bx := hm[1]*cy+hm[2], hm[0]
 		ay, by := hm[4]*cy+hm[5], hm[3]
 		off := v * stride
-		d0, d1, d2 := dst[off:off+rw], dst[planeSize+off:planeSize+off+rw], dst[2*planeSize+off:2*planeSize+off+rw]
-		if r.c == 1 {
-			for u, cx := range cxs {
-				x0, x1, fx := pageCoord(ax+bx*cx, maxX, w)
-				y0, y1, fy := pageCoord(ay+by*cx, maxY, r.h)
-				d0[u] = bilerp(p[y0*w+x0], p[y0*w+x1], p[y1*w+x0], p[y1*w+x1], fx, fy)*pixScale + pixShift
-			}
-			copy(d1, d0)
-			copy(d2, d0)
-			continue
-		}
+		d0 := dst[off : off+rw]
 		for u, cx := range cxs {
 			x0, x1, fx := pageCoord(ax+bx*cx, maxX, w)
 			y0, y1, fy := pageCoord(ay+by*cx, maxY, r.h)
-			i00, i01, i10, i11 := (y0*w+x0)*3, (y0*w+x1)*3, (y1*w+x0)*3, (y1*w+x1)*3
-			d2[u] = bilerp(p[i00], p[i01], p[i10], p[i11], fx, fy)*pixScale + pixShift
-			d1[u] = bilerp(p[i00+1], p[i01+1], p[i10+1], p[i11+1], fx, fy)*pixScale + pixShift
-			d0[u] = bilerp(p[i00+2], p[i01+2], p[i10+2], p[i11+2], fx, fy)*pixScale + pixShift
+			d0[u] = bilerp(p[y0*w+x0], p[y0*w+x1], p[y1*w+x0], p[y1*w+x1], fx, fy)*pixScale + pixShift
 		}
+		copy(dst[planeSize+off:planeSize+off+rw], d0) // the three planes are the same
+		copy(dst[2*planeSize+off:2*planeSize+off+rw], d0)
 	}
 }
 

@@ -155,3 +155,39 @@ func TestSampleAxisAlignedMatchesPerspective(t *testing.T) {
 		t.Fatalf("only %d of 400 boxes were upright with an exact scale-and-shift map", compared)
 	}
 }
+
+// TestSampleAffineGrayMatchesPerspective checks the parallelogram fast
+// path of gray pages against the general one, bit for bit, on skewed
+// boxes at fractional positions, some reaching past the edges.
+func TestSampleAffineGrayMatchesPerspective(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	r := &raster{w: 120, h: 80, c: 1, pix: make([]uint8, 120*80)}
+	for i := range r.pix {
+		r.pix[i] = uint8(rng.IntN(256))
+	}
+	compared := 0
+	for trial := range 300 {
+		x0, y0 := rng.Float64()*130-5, rng.Float64()*90-5
+		dx, dy := 10+rng.Float64()*90, rng.Float64()*20-10 // along the line
+		hx, hy := rng.Float64()*6-3, 5+rng.Float64()*25    // across it
+		g := newLineGeometry(quad{{x0, y0}, {x0 + dx, y0 + dy}, {x0 + dx + hx, y0 + dy + hy}, {x0 + hx, y0 + hy}})
+		hm := rectToQuad(g.cw, g.ch, g.q)
+		if hm[6] != 0 || hm[7] != 0 || hm[8] != 1 || hm[1] == 0 && hm[3] == 0 {
+			continue // not an exact affine map, or an upright one
+		}
+		h := 16 + rng.IntN(40)
+		rw := g.scaledWidth(h)
+		stride := rw + rng.IntN(8)
+		fast := make([]float32, 3*h*stride)
+		slow := make([]float32, 3*h*stride)
+		g.sampleAffineGray(r, hm, rw, h, stride, h*stride, fast)
+		g.samplePerspective(r, hm, rw, h, stride, h*stride, slow)
+		if !slices.Equal(fast, slow) {
+			t.Fatalf("trial %d: quad %v at %dx%d: fast path differs", trial, g.q, rw, h)
+		}
+		compared++
+	}
+	if compared < 50 {
+		t.Fatalf("only %d of 300 quads had an exact affine map", compared)
+	}
+}
